@@ -1,0 +1,35 @@
+# The command interface. `make demo` and `make test` work on a fresh machine with Python 3.11+.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+OUT ?= out/demo
+
+.PHONY: demo test lint types pytest bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "gradtrace needs Python 3.11+"'
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	MPLBACKEND=Agg $(BIN)/gradtrace demo --out $(OUT)
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+types: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	MPLBACKEND=Agg $(BIN)/python -m pytest -q
+
+test: lint types pytest
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_curve.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
