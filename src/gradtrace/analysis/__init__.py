@@ -1,0 +1,1 @@
+"""Analyses that combine cells, the engine and the theory into reports."""

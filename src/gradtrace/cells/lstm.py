@@ -1,0 +1,265 @@
+"""The LSTM step beside its analytic step Jacobian, in PyTorch's gate order (i, f, g, o).
+
+Recurrence (sigma the logistic sigmoid, * elementwise), with the gate pre-activations
+z_t = W_ih x_t + W_hh h_{t-1} + b split into four blocks of H rows:
+
+    i_t = sigma(z_i),  f_t = sigma(z_f),  g_t = tanh(z_g),  o_t = sigma(z_o)
+    c_t = f_t * c_{t-1} + i_t * g_t
+    m_t = o_t * tanh(c_t)
+    h_t = m_t,  or  h_t = W_hr m_t  with a projection (PyTorch's proj_size = P)
+
+The state is one flat vector s = cat(h, c) of size S = P + H (P = H without projection), and
+the step Jacobian ds_t/ds_{t-1} has the block layout
+
+    [[dh_t/dh_{t-1}, dh_t/dc_{t-1}],     (P, P)  (P, H)
+     [dc_t/dh_{t-1}, dc_t/dc_{t-1}]]     (H, P)  (H, H)
+
+The partial dc_t/dc_{t-1} at fixed h_{t-1} is diag(f_t), the "constant error carousel" that
+carries gradients across long spans (Long Short-Term Memory, Hochreiter and Schmidhuber 1997;
+the forget gate: Learning to Forget, Gers, Schmidhuber and Cummins 2000). Shapes: B batch,
+I input, H hidden (cell), P projection, S = P + H.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from gradtrace.cells._checks import check_step_inputs, check_tensor, check_weights
+from gradtrace.errors import GradtraceError, check
+
+
+@dataclass(frozen=True, eq=False)
+class LSTMWeights:
+    """Weights of an LSTM layer, optionally with a projection; checked on construction.
+
+    Attributes:
+        W_ih: Input weights of the gates (i, f, g, o) stacked, shape (4H, I).
+        W_hh: Recurrent weights of the gates stacked, shape (4H, P).
+        b: Gate bias, shape (4H,) (PyTorch's bias_ih + bias_hh).
+        W_hr: Projection h_t = W_hr m_t, shape (P, H), or None for no projection (P = H).
+
+    Raises:
+        GradtraceError: if a shape disagrees, a weight is not finite, or the dtypes or devices
+            differ.
+    """
+
+    W_ih: Tensor
+    W_hh: Tensor
+    b: Tensor
+    W_hr: Tensor | None = None
+
+    def __post_init__(self) -> None:
+        W_ih = check_tensor("W_ih", self.W_ih, 2)
+        rows = W_ih.shape[0]
+        check(
+            rows > 0 and rows % 4 == 0,
+            f"`W_ih` must have 4H rows, one block per gate (i, f, g, o), "
+            f"got shape {tuple(W_ih.shape)}",
+        )
+        H = P = rows // 4
+        if self.W_hr is not None:
+            W_hr = check_tensor("W_hr", self.W_hr, 2)
+            check(
+                W_hr.shape[1] == H,
+                f"`W_hr` must have shape (P, H = {H}) to match `W_ih`, "
+                f"got shape {tuple(W_hr.shape)}",
+            )
+            P = W_hr.shape[0]
+        W_hh = check_tensor("W_hh", self.W_hh, 2)
+        check(
+            W_hh.shape == (4 * H, P),
+            f"`W_hh` must have shape (4H, P) = ({4 * H}, {P}) to match `W_ih` and `W_hr`, "
+            f"got shape {tuple(W_hh.shape)}",
+        )
+        b = check_tensor("b", self.b, 1)
+        check(
+            b.shape == (4 * H,),
+            f"`b` must have shape (4H,) = ({4 * H},) to match `W_ih`, got {tuple(b.shape)}",
+        )
+        check_weights({"W_ih": W_ih, "W_hh": W_hh, "b": b, "W_hr": self.W_hr})
+
+    @property
+    def hidden_size(self) -> int:
+        """H, the number of cell units."""
+        return self.W_ih.shape[0] // 4
+
+    @property
+    def input_size(self) -> int:
+        """I, the number of input features."""
+        return self.W_ih.shape[1]
+
+    @property
+    def proj_size(self) -> int:
+        """P, the size of h: the projection's rows, or H without projection."""
+        return self.hidden_size if self.W_hr is None else self.W_hr.shape[0]
+
+    @property
+    def state_size(self) -> int:
+        """S = P + H, the size of the flat state cat(h, c)."""
+        return self.proj_size + self.hidden_size
+
+    def to(
+        self, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+    ) -> LSTMWeights:
+        """Return a copy with every tensor moved to `dtype` and `device`."""
+        return replace(
+            self,
+            W_ih=self.W_ih.to(device=device, dtype=dtype),
+            W_hh=self.W_hh.to(device=device, dtype=dtype),
+            b=self.b.to(device=device, dtype=dtype),
+            W_hr=None if self.W_hr is None else self.W_hr.to(device=device, dtype=dtype),
+        )
+
+
+def split_state(w: LSTMWeights, s: Tensor) -> tuple[Tensor, Tensor]:
+    """Split a flat state s = cat(h, c) of shape (..., P + H) into h (..., P) and c (..., H).
+
+    Raises:
+        GradtraceError: if the last dimension of `s` is not P + H.
+    """
+    P = w.proj_size
+    check(
+        s.ndim >= 1 and s.shape[-1] == w.state_size,
+        f"`s` must have last dimension P + H = {w.state_size}, got shape {tuple(s.shape)}",
+    )
+    return s[..., :P], s[..., P:]
+
+
+class _Forward(NamedTuple):
+    """The quantities of one step that both the step and its Jacobian need, each (B, H)."""
+
+    i: Tensor
+    f: Tensor
+    g: Tensor
+    o: Tensor
+    c_prev: Tensor
+    c: Tensor
+
+
+def _forward(w: LSTMWeights, x: Tensor, s: Tensor) -> _Forward:
+    check_step_inputs(
+        x, s, state_name="s", input_size=w.input_size, state_size=w.state_size, like=w.W_ih
+    )
+    h_prev, c_prev = split_state(w, s)  # (B, P), (B, H)
+    z = x @ w.W_ih.T + h_prev @ w.W_hh.T + w.b  # (B, 4H)
+    z_i, z_f, z_g, z_o = z.chunk(4, dim=-1)  # 4 x (B, H)
+    i, f, g, o = torch.sigmoid(z_i), torch.sigmoid(z_f), torch.tanh(z_g), torch.sigmoid(z_o)
+    return _Forward(i, f, g, o, c_prev, f * c_prev + i * g)
+
+
+def lstm_step(w: LSTMWeights, x: Tensor, s: Tensor) -> Tensor:
+    """One LSTM step s_t = cat(h_t, c_t) from s_{t-1} = cat(h_{t-1}, c_{t-1}).
+
+    Args:
+        w: The LSTM's weights.
+        x: Input x_t, shape (B, I).
+        s: Previous state cat(h_{t-1}, c_{t-1}), shape (B, P + H).
+
+    Returns:
+        s_t, shape (B, P + H).
+
+    Raises:
+        GradtraceError: if `x` or `s` has the wrong shape, dtype or device.
+    """
+    fw = _forward(w, x, s)
+    m = fw.o * torch.tanh(fw.c)  # (B, H)
+    h = m if w.W_hr is None else m @ w.W_hr.T  # (B, P)
+    return torch.cat([h, fw.c], dim=-1)  # (B, P + H)
+
+
+def lstm_jacobian(w: LSTMWeights, x: Tensor, s: Tensor) -> Tensor:
+    """The full step Jacobian ds_t/ds_{t-1}, evaluated at (x_t, s_{t-1}).
+
+    Args:
+        w: The LSTM's weights.
+        x: Input x_t, shape (B, I).
+        s: Previous state cat(h_{t-1}, c_{t-1}), shape (B, P + H).
+
+    Returns:
+        The Jacobian with blocks [[dh/dh, dh/dc], [dc/dh, dc/dc]], shape (B, P + H, P + H);
+        exact up to the dtype's rounding.
+
+    Raises:
+        GradtraceError: if `x` or `s` has the wrong shape, dtype or device.
+    """
+    fw = _forward(w, x, s)
+    H, P = w.hidden_size, w.proj_size
+    W_gates = w.W_hh.reshape(4, H, P)  # (4, H, P): rows of i, f, g, o
+    # dc_t/dz for the gates i, f, g (the output gate does not reach c_t).
+    dc_dz = torch.stack(
+        [fw.g * fw.i * (1 - fw.i), fw.c_prev * fw.f * (1 - fw.f), fw.i * (1 - fw.g**2)], dim=1
+    )  # (B, 3, H)
+    dc_dh = torch.einsum("bkh,khp->bhp", dc_dz, W_gates[:3])  # (B, H, P)
+    tanh_c = torch.tanh(fw.c)  # (B, H)
+    dm_dc = fw.o * (1 - tanh_c**2)  # (B, H): dm_t/dc_t is diagonal
+    dm_dz_o = tanh_c * fw.o * (1 - fw.o)  # (B, H)
+    dm_dh = dm_dz_o.unsqueeze(-1) * W_gates[3] + dm_dc.unsqueeze(-1) * dc_dh  # (B, H, P)
+    dm_dc_prev = dm_dc * fw.f  # (B, H): diagonal, through c_t = f_t * c_{t-1} + ...
+    if w.W_hr is None:
+        dh_dh, dh_dc = dm_dh, torch.diag_embed(dm_dc_prev)  # (B, H, H), (B, H, H)
+    else:
+        dh_dh = w.W_hr @ dm_dh  # (B, P, P)
+        dh_dc = w.W_hr * dm_dc_prev.unsqueeze(-2)  # (B, P, H): W_hr diag(dm_dc_prev)
+    top = torch.cat([dh_dh, dh_dc], dim=-1)  # (B, P, P + H)
+    bottom = torch.cat([dc_dh, torch.diag_embed(fw.f)], dim=-1)  # (B, H, P + H)
+    return torch.cat([top, bottom], dim=-2)  # (B, P + H, P + H)
+
+
+def lstm_cell_path_jacobian(w: LSTMWeights, x: Tensor, s: Tensor) -> Tensor:
+    """The partial dc_t/dc_{t-1} at fixed h_{t-1}: diag(f_t), the constant error carousel.
+
+    Args:
+        w: The LSTM's weights.
+        x: Input x_t, shape (B, I).
+        s: Previous state cat(h_{t-1}, c_{t-1}), shape (B, P + H).
+
+    Returns:
+        diag(f_t), shape (B, H, H).
+
+    Raises:
+        GradtraceError: if `x` or `s` has the wrong shape, dtype or device.
+    """
+    return torch.diag_embed(_forward(w, x, s).f)  # (B, H, H)
+
+
+def lstm_weights_from_torch(cell: nn.Module) -> LSTMWeights:
+    """Copy the weights of a `torch.nn.LSTMCell` or a one-layer, one-direction `torch.nn.LSTM`.
+
+    A `torch.nn.LSTM` may have a projection (proj_size > 0); `torch.nn.LSTMCell` cannot. For
+    other configurations build `LSTMWeights` from explicit tensors.
+
+    Args:
+        cell: The module; its parameters are detached and cloned.
+
+    Returns:
+        LSTMWeights with b = bias_ih + bias_hh (zeros when the module has no bias).
+
+    Raises:
+        GradtraceError: if `cell` is neither, or is an LSTM with several layers or directions.
+    """
+    if isinstance(cell, nn.LSTMCell):
+        suffix = ""
+    elif isinstance(cell, nn.LSTM):
+        check(
+            cell.num_layers == 1 and not cell.bidirectional,
+            f"`cell` must be a one-layer, one-direction torch.nn.LSTM, got num_layers = "
+            f"{cell.num_layers} and bidirectional = {cell.bidirectional}",
+        )
+        suffix = "_l0"
+    else:
+        raise GradtraceError(
+            f"`cell` must be a torch.nn.LSTMCell or torch.nn.LSTM, got {type(cell).__name__}"
+        )
+    p = {name: t.detach().clone() for name, t in cell.named_parameters()}
+    W_ih = p["weight_ih" + suffix]
+    if "bias_ih" + suffix in p:
+        b = p["bias_ih" + suffix] + p["bias_hh" + suffix]
+    else:
+        b = W_ih.new_zeros(W_ih.shape[0])
+    return LSTMWeights(
+        W_ih=W_ih, W_hh=p["weight_hh" + suffix], b=b, W_hr=p.get("weight_hr" + suffix)
+    )

@@ -1,0 +1,152 @@
+"""The vanilla (Elman) RNN step beside its analytic step Jacobian.
+
+Recurrence, with phi an elementwise activation from `gradtrace.core.activations`:
+
+    a_t = W_hh h_{t-1} + W_hx x_t + b
+    h_t = phi(a_t)
+    J_t = dh_t / dh_{t-1} = diag(phi'(a_t)) W_hh
+
+So ||J_t|| <= gamma * sigma_max(W_hh) with gamma = sup |phi'|: the bound behind vanishing and
+exploding gradients (On the difficulty of training recurrent neural networks, Pascanu, Mikolov,
+Bengio 2013). The state is h itself, so S = H. Shapes: B batch, I input, H hidden.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+from torch import Tensor, nn
+
+from gradtrace.cells._checks import check_step_inputs, check_tensor, check_weights
+from gradtrace.core.activations import get_activation
+from gradtrace.errors import check
+
+
+@dataclass(frozen=True, eq=False)
+class RNNWeights:
+    """Weights of a vanilla RNN; checked on construction.
+
+    Attributes:
+        W_hh: Recurrent weights, shape (H, H).
+        W_hx: Input weights, shape (H, I).
+        b: Bias, shape (H,) (PyTorch's bias_ih + bias_hh).
+        activation: Name of phi, a key of `gradtrace.core.activations.ACTIVATIONS`.
+
+    Raises:
+        GradtraceError: if a shape disagrees, a weight is not finite, the dtypes or devices
+            differ, or the activation is unknown.
+    """
+
+    W_hh: Tensor
+    W_hx: Tensor
+    b: Tensor
+    activation: str = "tanh"
+
+    def __post_init__(self) -> None:
+        W_hh = check_tensor("W_hh", self.W_hh, 2)
+        shape = tuple(W_hh.shape)
+        check(shape[0] == shape[1], f"`W_hh` must be square, got shape {shape}")
+        H = shape[0]
+        W_hx = check_tensor("W_hx", self.W_hx, 2)
+        check(
+            W_hx.shape[0] == H,
+            f"`W_hx` must have H = {H} rows to match `W_hh`, got shape {tuple(W_hx.shape)}",
+        )
+        b = check_tensor("b", self.b, 1)
+        check(b.shape == (H,), f"`b` must have shape ({H},) to match `W_hh`, got {tuple(b.shape)}")
+        check_weights({"W_hh": W_hh, "W_hx": W_hx, "b": b})
+        get_activation(self.activation)
+
+    @property
+    def hidden_size(self) -> int:
+        """H, the number of hidden units."""
+        return self.W_hh.shape[0]
+
+    @property
+    def input_size(self) -> int:
+        """I, the number of input features."""
+        return self.W_hx.shape[1]
+
+    @property
+    def state_size(self) -> int:
+        """S = H: the state is the hidden vector."""
+        return self.hidden_size
+
+    def to(
+        self, dtype: torch.dtype | None = None, device: torch.device | str | None = None
+    ) -> RNNWeights:
+        """Return a copy with every tensor moved to `dtype` and `device`."""
+        return replace(
+            self,
+            W_hh=self.W_hh.to(device=device, dtype=dtype),
+            W_hx=self.W_hx.to(device=device, dtype=dtype),
+            b=self.b.to(device=device, dtype=dtype),
+        )
+
+
+def rnn_preactivation(w: RNNWeights, x: Tensor, h: Tensor) -> Tensor:
+    """The pre-activation a_t = W_hh h_{t-1} + W_hx x_t + b.
+
+    Args:
+        w: The RNN's weights.
+        x: Input x_t, shape (B, I).
+        h: Previous hidden state h_{t-1}, shape (B, H).
+
+    Returns:
+        a_t, shape (B, H).
+
+    Raises:
+        GradtraceError: if `x` or `h` has the wrong shape, dtype or device.
+    """
+    check_step_inputs(
+        x, h, state_name="h", input_size=w.input_size, state_size=w.hidden_size, like=w.W_hh
+    )
+    return h @ w.W_hh.T + x @ w.W_hx.T + w.b  # (B, H)
+
+
+def rnn_step(w: RNNWeights, x: Tensor, h: Tensor) -> Tensor:
+    """One step h_t = phi(a_t); shapes as in `rnn_preactivation`, returns (B, H)."""
+    return get_activation(w.activation).fn(rnn_preactivation(w, x, h))
+
+
+def rnn_jacobian(w: RNNWeights, x: Tensor, h: Tensor) -> Tensor:
+    """The step Jacobian J_t = dh_t/dh_{t-1} = diag(phi'(a_t)) W_hh, evaluated at (x_t, h_{t-1}).
+
+    Args:
+        w: The RNN's weights.
+        x: Input x_t, shape (B, I).
+        h: Previous hidden state h_{t-1}, shape (B, H).
+
+    Returns:
+        J_t for each batch element, shape (B, H, H); exact up to the dtype's rounding.
+
+    Raises:
+        GradtraceError: if `x` or `h` has the wrong shape, dtype or device.
+    """
+    slope = get_activation(w.activation).derivative(rnn_preactivation(w, x, h))  # (B, H)
+    # diag(d) W scales row i of W by d_i.
+    return slope.unsqueeze(-1) * w.W_hh  # (B, H, H)
+
+
+def rnn_weights_from_torch(cell: nn.Module) -> RNNWeights:
+    """Copy the weights of a `torch.nn.RNNCell` (tanh or relu, with or without bias).
+
+    Args:
+        cell: A `torch.nn.RNNCell`; its parameters are detached and cloned.
+
+    Returns:
+        RNNWeights with b = bias_ih + bias_hh (zeros when the cell has no bias).
+
+    Raises:
+        GradtraceError: if `cell` is not a `torch.nn.RNNCell`.
+    """
+    check(
+        isinstance(cell, nn.RNNCell),
+        f"`cell` must be a torch.nn.RNNCell, got {type(cell).__name__}",
+    )
+    assert isinstance(cell, nn.RNNCell)  # for the type checker
+    p = {name: t.detach().clone() for name, t in cell.named_parameters()}
+    W_hh = p["weight_hh"]
+    b = p["bias_ih"] + p["bias_hh"] if cell.bias else W_hh.new_zeros(W_hh.shape[0])
+    return RNNWeights(W_hh=W_hh, W_hx=p["weight_ih"], b=b, activation=cell.nonlinearity)
