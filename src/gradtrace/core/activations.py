@@ -65,7 +65,5 @@ def get_activation(name: str) -> Activation:
         GradtraceError: if `name` is not one of `ACTIVATIONS`.
     """
     if name not in ACTIVATIONS:
-        raise GradtraceError(
-            f"`activation` must be one of {', '.join(ACTIVATIONS)}, got {name!r}"
-        )
+        raise GradtraceError(f"`activation` must be one of {', '.join(ACTIVATIONS)}, got {name!r}")
     return ACTIVATIONS[name]

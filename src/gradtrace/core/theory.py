@@ -148,7 +148,12 @@ def criterion_note(gamma: float, spectrum: MatrixSpectrum, measured: str, rate: 
         )
     if measured == "exploding":
         return head + " Exploding is possible by the eigenvalue criterion, and it explodes."
+    if measured == "neutral":
+        return head + (
+            " The eigenvalue criterion allows exploding (rho >= 1/gamma), yet the product keeps "
+            "its size: the derivatives phi'(a) along the trajectory hold it at the edge."
+        )
     return head + (
         " The eigenvalue criterion allows exploding (rho >= 1/gamma), but saturated units "
-        "(small phi'(a)) make the measured product " + measured + "."
+        "(phi'(a) well below gamma) make the measured product vanish."
     )

@@ -1,0 +1,5 @@
+"""`python -m gradtrace` runs the CLI."""
+
+from gradtrace.cli.main import run
+
+run()

@@ -1,0 +1,1 @@
+"""The command-line interface: thin layers that parse, call one library function, and print."""

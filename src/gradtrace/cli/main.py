@@ -1,0 +1,51 @@
+"""The `gradtrace` command: one typer app, one module per group of subcommands.
+
+Each subcommand parses its options, calls one library function and prints or writes one result.
+Heavy imports (torch, matplotlib) happen inside the commands so that `--help` stays fast.
+Every `GradtraceError` and every usage error becomes ``gradtrace: error: ...`` on stderr and
+exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from gradtrace.cli import curve as curve_cli
+from gradtrace.cli import demo as demo_cli
+from gradtrace.errors import GradtraceError
+
+app = typer.Typer(
+    name="gradtrace",
+    help="Make vanishing and exploding gradients visible, measurable and fixable.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("curve")(curve_cli.curve)
+app.command("mlp")(curve_cli.mlp)
+app.command("demo")(demo_cli.demo)
+
+
+def _fail(message: str) -> None:
+    sys.stderr.write(f"gradtrace: error: {message.rstrip('.')}.\n")
+    raise SystemExit(2)
+
+
+def run(argv: list[str] | None = None) -> None:
+    """Entry point of the `gradtrace` script; exits 2 with one line on bad input."""
+    try:
+        code = app(args=argv, standalone_mode=False)
+    except GradtraceError as err:
+        _fail(str(err))
+    except typer.Exit as done:
+        raise SystemExit(done.exit_code) from None
+    except (typer.Abort, KeyboardInterrupt):
+        _fail("interrupted")
+    except typer.TyperException as err:
+        _fail(err.format_message())
+    except OSError as err:
+        _fail(f"{err.strerror or err}: {getattr(err, 'filename', '') or ''}".rstrip(": "))
+    if isinstance(code, int) and code:
+        raise SystemExit(code)

@@ -1,0 +1,254 @@
+"""Lyapunov spectrum of a product of step Jacobians by repeated QR.
+
+The forward tangent dynamics along a trajectory is v_t = J_t v_{t-1}, t = 1..T, so a
+perturbation of the first state grows as the product P_T = J_T ... J_2 J_1. Its singular values
+grow (or shrink) like exp(lambda_i T); the lambda_1 >= lambda_2 >= ... are the Lyapunov
+exponents, and lambda_1 is the long-run growth rate of the gradient through the product.
+
+Multiplied out, the product can under- or overflow within a few hundred steps, so it is
+re-orthonormalised after every step (Benettin, Galgani, Giorgilli, Strelcyn 1980, "Lyapunov
+characteristic exponents for smooth dynamical systems and for Hamiltonian systems; a method for
+computing all of them"; Shimada and Nagashima 1979, "A numerical approach to ergodic
+problem of dissipative dynamical systems"):
+
+    Q_0         a random (S, K) matrix with orthonormal columns
+    Q_t R_t   = qr(J_t Q_{t-1}),  with the signs fixed so that diag(R_t) > 0
+    lambda_i  = (1/T) sum_t log R_t[i, i]
+
+Since J_t ... J_1 Q_0 = Q_T R_T ... R_1, the log R_t[i, i] are the per-step local expansion
+factors of the i-th direction, and each step only handles numbers of the size of one Jacobian.
+
+For products of i.i.d. Gaussian matrices with N(0, g^2/N) entries the exponents are known
+exactly (Newman 1986, "The distribution of Lyapunov exponents: exact results for random
+matrices"): lambda_i = ln g + (ln(2/N) + digamma((N - i + 1)/2)) / 2, the tests' reference.
+
+Shape letters: T steps, B batch, S state size, K number of exponents (see `gradtrace.core`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from itertools import chain
+
+import torch
+from torch import Tensor
+
+from gradtrace.errors import check
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: comparing tensor fields with == is ambiguous
+class LyapunovSpectrum:
+    """Lyapunov exponents of a Jacobian product and the per-step factors they average.
+
+    Exponents are in nats per step (natural log); divide by ln 10 for decades per step.
+
+    Precision: every step is one QR of an (S, K) matrix the size of one Jacobian, so nothing
+    under- or overflows whatever T is and rounding does not compound. In float32 the top local
+    factor agrees with a float64 run to about 1e-5 relative per step, and the exponents to
+    about 1e-6 (S = 8) to 1e-4 (S = 32) absolute; lower local factors can differ more step by
+    step, since rounding tilts the frame between nearly equal directions, but that moves
+    expansion between them and cancels in the mean. The larger error is in the estimate
+    itself: for random Jacobians the mean converges like 1/sqrt(T), plus a transient of order
+    1/T from the random start Q_0.
+
+    Attributes:
+        exponents: lambda_1 >= ... >= lambda_K, shape (K,) or (B, K) for batched input.
+        local_log_factors: log R_t[i, i] for every step, shape (T, K) or (T, B, K), with
+            columns in the same order as `exponents`, so their mean over T is `exponents`. An
+            entry is -inf where a Jacobian annihilates a direction (a dead ReLU unit, say).
+    """
+
+    exponents: Tensor
+    local_log_factors: Tensor
+
+    @property
+    def top(self) -> Tensor:
+        """The largest exponent lambda_1, shape () or (B,)."""
+        return self.exponents[..., 0]
+
+    @property
+    def steps(self) -> int:
+        """The number of Jacobians T the exponents average over."""
+        return self.local_log_factors.shape[0]
+
+
+def lyapunov_spectrum(
+    jacobians: Tensor,
+    k: int | None = None,
+    *,
+    q0: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> LyapunovSpectrum:
+    """Top-K Lyapunov exponents of J_T ... J_1 by the QR method.
+
+    Args:
+        jacobians: J_1..J_T in the order they act (J_1 first), shape (T, S, S), or (T, B, S, S)
+            for B independent trajectories handled in one batched QR per step.
+        k: how many exponents to compute, 1..S; None computes all S.
+        q0: starting directions, shape (S, K) or (B, S, K); its columns only need to be
+            linearly independent, they are orthonormalised first. None draws a Gaussian one
+            (shared by all B trajectories).
+        generator: seeds the random Q_0 when `q0` is None.
+
+    Returns:
+        The exponents, sorted descending, and the local log factors they average.
+
+    Raises:
+        GradtraceError: if `jacobians` is not a finite real (T, S, S) or (T, B, S, S) tensor
+            with T >= 1, or `k` or `q0` do not fit it.
+
+    Example:
+        >>> J = torch.diag(torch.tensor([2.0, 0.5])).expand(100, 2, 2)
+        >>> lyapunov_spectrum(J, q0=torch.eye(2)).exponents  # ln 2, -ln 2
+        tensor([ 0.6931, -0.6931])
+    """
+    check(
+        isinstance(jacobians, Tensor),
+        f"`jacobians` must be a torch.Tensor, got {type(jacobians).__name__}",
+    )
+    shape = tuple(jacobians.shape)
+    check(
+        jacobians.ndim in (3, 4) and shape[-1] == shape[-2],
+        f"`jacobians` must have shape (T, S, S) or (T, B, S, S), got shape {shape}",
+    )
+    check(shape[0] > 0, f"`jacobians` must hold at least one step, got shape {shape}")
+    check(
+        jacobians.is_floating_point(),
+        f"`jacobians` must have a real floating dtype, got {jacobians.dtype}",
+    )
+    check(
+        bool(torch.isfinite(jacobians).all()),
+        "`jacobians` must be finite, got NaN or inf entries",
+    )
+    return _spectrum(iter(jacobians.unbind(0)), jacobians[0], k, q0, generator)
+
+
+def lyapunov_spectrum_streaming(
+    step_jacobians: Iterable[Tensor],
+    k: int | None = None,
+    *,
+    q0: Tensor | None = None,
+    generator: torch.Generator | None = None,
+) -> LyapunovSpectrum:
+    """`lyapunov_spectrum` for Jacobians produced one at a time.
+
+    Holds one (S, S) Jacobian and the (T, K) local factors instead of all (T, S, S) Jacobians,
+    so trajectories of millions of steps fit in memory.
+
+    Args:
+        step_jacobians: J_1, J_2, ... each of shape (S, S), or all (B, S, S).
+        k: as in `lyapunov_spectrum`.
+        q0: as in `lyapunov_spectrum`.
+        generator: as in `lyapunov_spectrum`.
+
+    Returns:
+        The same `LyapunovSpectrum` that `lyapunov_spectrum` gives on the stacked Jacobians.
+
+    Raises:
+        GradtraceError: if the iterable is empty, a step is not a finite real square matrix
+            (or batch of them), a step's shape differs from the first one's, or `k` or `q0`
+            do not fit.
+    """
+    steps = iter(step_jacobians)
+    first = next(steps, None)
+    check(first is not None, "`step_jacobians` must yield at least one Jacobian, got none")
+    assert first is not None  # for the type checker; `check` has refused None
+    _check_step(first, 1, None)
+    checked = (_check_step(J, t, first) for t, J in enumerate(steps, start=2))
+    return _spectrum(chain([first], checked), first, k, q0, generator)
+
+
+def _check_step(J: Tensor, t: int, first: Tensor | None) -> Tensor:
+    """Validate step t of `step_jacobians`, later ones against the first step; return it."""
+    check(
+        isinstance(J, Tensor),
+        f"`step_jacobians` must yield torch.Tensor, got {type(J).__name__} at step {t}",
+    )
+    shape = tuple(J.shape)
+    if first is None:
+        check(
+            J.ndim in (2, 3) and shape[-1] == shape[-2],
+            f"`step_jacobians` must yield (S, S) or (B, S, S) tensors, got shape {shape} "
+            f"at step {t}",
+        )
+        check(
+            J.is_floating_point(),
+            f"`step_jacobians` must yield real floating tensors, got {J.dtype} at step {t}",
+        )
+    else:
+        like_first = (first.shape, first.dtype, first.device)
+        check(
+            (J.shape, J.dtype, J.device) == like_first,
+            f"`step_jacobians` must keep the first step's shape {tuple(first.shape)}, "
+            f"dtype {first.dtype} and device {first.device}, got {shape}, {J.dtype} and "
+            f"{J.device} at step {t}",
+        )
+    check(
+        bool(torch.isfinite(J).all()),
+        f"`step_jacobians` must be finite, got NaN or inf entries at step {t}",
+    )
+    return J
+
+
+def _spectrum(
+    steps: Iterator[Tensor],
+    first: Tensor,
+    k: int | None,
+    q0: Tensor | None,
+    generator: torch.Generator | None,
+) -> LyapunovSpectrum:
+    """Run the QR sweep over validated steps shaped like `first` and sort the result."""
+    S = first.shape[-1]
+    k = S if k is None else k
+    check(
+        isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= S,
+        f"`k` must be an integer from 1 to S = {S}, got {k!r}",
+    )
+    q = _start_frame(first, k, q0, generator)  # (S, K) or (B, S, K)
+    logs = torch.stack(_sweep(steps, q))  # (T, K) or (T, B, K)
+    exponents, order = logs.mean(dim=0).sort(dim=-1, descending=True)  # (K,) or (B, K)
+    return LyapunovSpectrum(exponents, logs.gather(-1, order.expand_as(logs)))
+
+
+def _sweep(steps: Iterator[Tensor], q: Tensor) -> list[Tensor]:
+    """The QR recursion: log diag R_t for every step, each (K,) or (B, K)."""
+    logs = []
+    for J in steps:
+        q, log_r = _qr_step(J, q)
+        logs.append(log_r)
+    return logs
+
+
+def _qr_step(J: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
+    """One step Q_t R_t = qr(J_t Q_{t-1}); return Q_t and log diag R_t with diag R_t > 0."""
+    Q, R = torch.linalg.qr(J @ q)  # (..., S, K), (..., K, K)
+    diag = torch.diagonal(R, dim1=-2, dim2=-1)  # (..., K)
+    # Flipping column i of Q with row i of R keeps Q R; without it Householder QR returns
+    # either sign and Q_t would jump between steps.
+    sign = torch.where(diag < 0, -1.0, 1.0).to(diag.dtype)
+    return Q * sign.unsqueeze(-2), diag.abs().log()
+
+
+def _start_frame(
+    first: Tensor, k: int, q0: Tensor | None, generator: torch.Generator | None
+) -> Tensor:
+    """Q_0: `q0` or a Gaussian draw, with orthonormal columns, shape (S, K) or (B, S, K)."""
+    S = first.shape[-1]
+    if q0 is None:
+        device = generator.device if generator is not None else first.device
+        q0 = torch.randn(S, k, generator=generator, dtype=first.dtype, device=device)
+    else:
+        allowed = [(S, k), (*first.shape[:-2], S, k)]
+        check(
+            isinstance(q0, Tensor) and tuple(q0.shape) in allowed,
+            f"`q0` must have shape {' or '.join(map(str, dict.fromkeys(allowed)))} for "
+            f"S = {S}, K = {k}, got {_describe(q0)}",
+        )
+        check(bool(torch.isfinite(q0).all()), "`q0` must be finite, got NaN or inf entries")
+    q, _ = torch.linalg.qr(q0.to(dtype=first.dtype, device=first.device))
+    return q
+
+
+def _describe(x: object) -> str:
+    return f"shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__

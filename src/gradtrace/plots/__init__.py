@@ -1,0 +1,1 @@
+"""Static figures (matplotlib, Agg backend): presentation only, nothing is computed here."""
