@@ -101,13 +101,20 @@ def check_jacobians(jacobians: Tensor, name: str = "jacobians") -> Tensor:
 
 
 def _metric(products: Tensor, metric: str) -> Tensor:
-    """metric of each matrix in a (..., R, C) stack, as float64 of shape (...)."""
+    """metric of each matrix in a (..., R, C) stack, as float64 of shape (...).
+
+    The spectral norm is the square root of the largest eigenvalue of the smaller Gram matrix:
+    about twice as fast as an SVD, and as accurate for the largest singular value (relative
+    error of order the dtype's epsilon, since the products are normalised to entries <= 1).
+    """
     if metric == "maxabs":
         value = products.abs().amax(dim=(-2, -1))
     elif metric == "frobenius":
         value = torch.linalg.matrix_norm(products, ord="fro")
     else:
-        value = torch.linalg.matrix_norm(products, ord=2)
+        wide = products.shape[-1] > products.shape[-2]
+        gram = products @ products.mT if wide else products.mT @ products  # (..., R, R) or C, C
+        value = torch.linalg.eigvalsh(gram)[..., -1].clamp(min=0).sqrt()
     return value.to(torch.float64)
 
 
@@ -139,6 +146,8 @@ def _block_suffix_products(J: Tensor, m: int) -> tuple[Tensor, Tensor, int]:
         R (nb, m, B, S, S), log_scale (nb, m, B) float64, and the padding length.
     """
     T, B, S, _ = J.shape
+    if m == 1:  # a plain sequential sweep: nothing to combine, nothing to copy
+        return J.unsqueeze(1), torch.zeros(T, 1, B, dtype=torch.float64, device=J.device), 0
     pad = (-T) % m
     eye = torch.eye(S, dtype=J.dtype, device=J.device).expand(pad, B, S, S)
     X = torch.cat([eye, J]).reshape(-1, m, B, S, S)  # (nb, m, B, S, S)
