@@ -49,8 +49,11 @@ def run_trajectory(cell: Cell, weights: Any, x: Tensor, s0: Tensor) -> tuple[Ten
     )
     check_finite("x", x)
     check_finite("s0", s0)
-    states, jacobians = [s0], []
-    for x_t in x:  # (B, I)
-        jacobians.append(cell.jacobian(weights, x_t, states[-1]))  # (B, S, S)
+    states = [s0]
+    for x_t in x:  # (B, I): the recurrence itself is sequential
         states.append(cell.step(weights, x_t, states[-1]))  # (B, S)
-    return torch.stack(states), torch.stack(jacobians)  # (T + 1, B, S), (T, B, S, S)
+    stacked = torch.stack(states)  # (T + 1, B, S)
+    # Every J_t depends only on (x_t, s_{t-1}), so all of them come from one batched call.
+    T, B, _ = x.shape
+    flat = cell.jacobian(weights, x.reshape(T * B, -1), stacked[:-1].reshape(T * B, S))
+    return stacked, flat.reshape(T, B, S, S)  # (T + 1, B, S), (T, B, S, S)

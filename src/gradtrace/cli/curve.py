@@ -12,6 +12,14 @@ Plot = Annotated[Path | None, typer.Option("--plot", help="Write a figure (.png,
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a summary.")]
 
 
+def _check_plot(plot: Path | None) -> None:
+    """Refuse a bad --plot path before the work starts, so nothing is computed in vain."""
+    if plot is not None:
+        from gradtrace.plots.figure import check_figure_path
+
+        check_figure_path(plot)
+
+
 def curve(
     cell: Annotated[str, typer.Option(help="rnn, lstm or gru.")] = "rnn",
     activation: Annotated[
@@ -47,6 +55,7 @@ def curve(
     """
     from gradtrace.analysis.curve_job import CurveConfig, run_curve
 
+    _check_plot(plot)
     config = CurveConfig(
         cell,
         activation,
@@ -101,6 +110,7 @@ def mlp(
     """
     from gradtrace.analysis.depth import depth_profile, init_mlp
 
+    _check_plot(plot)
     profile = depth_profile(
         init_mlp(layers, width, activation, init, seed=seed), init, batch=batch, seed=seed
     )

@@ -44,7 +44,8 @@ def run(argv: list[str] | None = None) -> None:
     except (typer.Abort, KeyboardInterrupt):
         _fail("interrupted")
     except typer.TyperException as err:
-        _fail(err.format_message())
+        # An empty message comes with the help screen printed for a bare `gradtrace`.
+        _fail(err.format_message() or "a command is needed, listed above")
     except OSError as err:
         _fail(f"{err.strerror or err}: {getattr(err, 'filename', '') or ''}".rstrip(": "))
     if isinstance(code, int) and code:

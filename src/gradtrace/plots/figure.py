@@ -22,17 +22,27 @@ def new_figure(panels: int = 1, *, width: float = 7.0, height: float = 4.2) -> t
     return fig, axes
 
 
-def save(fig: Any, path: str | Path) -> Path:
-    """Write `fig` to `path` (suffix .png, .pdf or .svg), creating the folder, and close it.
+def check_figure_path(path: str | Path) -> Path:
+    """Refuse a figure path matplotlib cannot write, before any work is done.
 
     Raises:
-        GradtraceError: if the suffix is not one matplotlib writes here.
+        GradtraceError: if the suffix is not .png, .pdf or .svg.
     """
     path = Path(path)
     check(
         path.suffix.lower() in SUFFIXES,
         f"`--plot` must end in {', '.join(SUFFIXES)}, got {str(path)!r}",
     )
+    return path
+
+
+def save(fig: Any, path: str | Path) -> Path:
+    """Write `fig` to `path` (suffix .png, .pdf or .svg), creating the folder, and close it.
+
+    Raises:
+        GradtraceError: if the suffix is not one matplotlib writes here.
+    """
+    path = check_figure_path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
     fig.savefig(path, dpi=130)
