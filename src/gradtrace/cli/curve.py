@@ -15,7 +15,7 @@ Json = Annotated[bool, typer.Option("--json", help="Print one JSON object instea
 def _check_plot(plot: Path | None) -> None:
     """Refuse a bad --plot path before the work starts, so nothing is computed in vain."""
     if plot is not None:
-        from gradtrace.plots.figure import check_figure_path
+        from gradtrace.plots import check_figure_path
 
         check_figure_path(plot)
 
@@ -53,9 +53,9 @@ def curve(
     Example: gradtrace curve --activation sigmoid --hidden 5 --steps 20
     --spectrum eig-uniform:0:4 --mode checkpoint --plot curve.png
     """
+    _check_plot(plot)
     from gradtrace.analysis.curve_job import CurveConfig, run_curve
 
-    _check_plot(plot)
     config = CurveConfig(
         cell,
         activation,
@@ -108,9 +108,9 @@ def mlp(
 
     Example: gradtrace mlp --layers 30 --activation sigmoid --init xavier --plot mlp.png
     """
+    _check_plot(plot)
     from gradtrace.analysis.depth import depth_profile, init_mlp
 
-    _check_plot(plot)
     profile = depth_profile(
         init_mlp(layers, width, activation, init, seed=seed), init, batch=batch, seed=seed
     )

@@ -11,29 +11,13 @@ matplotlib.use("Agg")  # files only: never open a window, work without a display
 
 import matplotlib.pyplot as plt
 
-from gradtrace.errors import check
-
-SUFFIXES = (".png", ".pdf", ".svg")
+from gradtrace.plots import check_figure_path
 
 
 def new_figure(panels: int = 1, *, width: float = 7.0, height: float = 4.2) -> tuple[Any, Any]:
     """A figure with `panels` axes side by side (a single Axes when panels == 1)."""
     fig, axes = plt.subplots(1, panels, figsize=(width * panels if panels > 1 else width, height))
     return fig, axes
-
-
-def check_figure_path(path: str | Path) -> Path:
-    """Refuse a figure path matplotlib cannot write, before any work is done.
-
-    Raises:
-        GradtraceError: if the suffix is not .png, .pdf or .svg.
-    """
-    path = Path(path)
-    check(
-        path.suffix.lower() in SUFFIXES,
-        f"`--plot` must end in {', '.join(SUFFIXES)}, got {str(path)!r}",
-    )
-    return path
 
 
 def save(fig: Any, path: str | Path) -> Path:
