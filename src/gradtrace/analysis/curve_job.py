@@ -77,6 +77,10 @@ class CurveConfig:
     def torch_device(self) -> torch.device:
         if self.device == "auto":
             return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        check(
+            not self.device.startswith("cuda") or torch.cuda.is_available(),
+            f"`--device` {self.device!r} needs a CUDA GPU, and none is available; use cpu",
+        )
         try:
             return torch.device(self.device)
         except RuntimeError:
@@ -95,7 +99,7 @@ def load_npz(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
             return {name: np.asarray(data[name]) for name in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as err:
+    except (OSError, ValueError, TypeError, zipfile.BadZipFile, EOFError) as err:
         raise GradtraceError(
             f"`--weights` must be a readable .npz archive, got {str(path)!r} ({err})"
         ) from None
@@ -107,7 +111,7 @@ def _array(
     check(name in arrays, f"`--weights` must contain an array {name!r}, found {sorted(arrays)}")
     value = arrays[name]
     check(
-        np.issubdtype(value.dtype, np.number),
+        np.issubdtype(value.dtype, np.number) and not np.iscomplexobj(value),
         f"`--weights` array {name!r} must be numeric, got dtype {value.dtype}",
     )
     return torch.as_tensor(value.astype(np.float64)).to(dtype=dtype, device=device)

@@ -209,7 +209,9 @@ def contribution_curve(
         if whole and metric == "maxabs":  # already 1 after normalising, or 0
             values = (products.abs().amax(dim=(-2, -1)) > 0).to(torch.float64)
         else:
-            values = _metric(products[..., rows or slice(None), cols or slice(None)], metric)
+            # A block can be tiny next to the whole product: rescale it before squaring it.
+            part, part_scale = _normalise(products[..., rows or slice(None), cols or slice(None)])
+            values, scales = _metric(part, metric), scales + part_scale
         block = torch.cat([torch.arange(s, s + m) for s in stops]).to(J.device)
         out[block] = scales / _LN10 + torch.log10(values)
         pending.clear()

@@ -97,10 +97,12 @@ def memory_horizon(log10_norm: Tensor, decades: float = HORIZON_DECADES) -> int:
     """How many steps back c(k) stays at or above 10^-decades times c(T-1).
 
     Returns the largest n in 1..T with c(k) >= 10^-decades c(T-1) for every k >= T-n; the
-    whole sequence (T) when it never drops that far.
+    whole sequence (T) when it never drops that far, and 0 when c(T-1) is already exactly 0.
     """
     c = log10_norm.to(torch.float64)
     T = c.shape[-1]
+    if c[-1] == -math.inf:  # even one step annihilates the state: nothing is remembered
+        return 0
     below = (c < c[-1] - decades) | torch.isnan(c)  # (T,)
     if not bool(below.any()):
         return T

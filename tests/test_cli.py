@@ -1,0 +1,446 @@
+"""Tests for the `gradtrace` command: the JSON contract, figures, help, and bad input.
+
+The numbers printed by `curve --json` and `mlp --json` must be exactly those of the library
+functions on the same options or arrays (run_curve, analyse_trajectory, analyse_checkpoint,
+depth_profile). Every bad input must end with exit status 2 and exactly one stderr line
+starting "gradtrace: error: ", with no traceback and without touching files already written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import typer
+
+from gradtrace.analysis.curve_job import CurveConfig, run_curve
+from gradtrace.analysis.depth import depth_profile, init_mlp
+from gradtrace.analysis.recurrent import analyse_checkpoint, analyse_trajectory
+from gradtrace.cells import RNNWeights
+from gradtrace.cli.main import app, run
+from gradtrace.demo import EXAMPLES
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+ROOT = Path(__file__).resolve().parents[1]
+T, H, I = 15, 4, 3
+
+
+def invoke(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """Run the CLI in-process; return (exit status, stdout, stderr)."""
+    try:
+        run(argv)
+        code = 0
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else 1
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def curve_json(argv: list[str], capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    code, out, err = invoke(["curve", "--json", *argv], capsys)
+    assert (code, err) == (0, "")
+    assert len(out.strip().splitlines()) == 1  # one JSON object on one line
+    record = json.loads(out)
+    assert isinstance(record, dict)
+    return record
+
+
+def arrays(seed: int = 0) -> dict[str, np.ndarray]:
+    r = np.random.default_rng(seed)
+    return {
+        "W_hh": 0.7 * r.normal(size=(H, H)),
+        "W_hx": r.normal(size=(H, I)),
+        "b": r.normal(size=H),
+        "x": r.normal(size=(T, I)),
+        "h0": 0.5 * r.normal(size=H),
+        "h": r.normal(size=(T, H)),
+    }
+
+
+def save(path: Path, **changes: Any) -> Path:
+    data = {k: v for k, v in {**arrays(), **changes}.items() if v is not None}
+    np.savez(path, **data)
+    return path
+
+
+def rnn_of(a: dict[str, np.ndarray], activation: str) -> RNNWeights:
+    t = {k: torch.as_tensor(v) for k, v in a.items()}
+    return RNNWeights(t["W_hh"], t["W_hx"], t["b"], activation)
+
+
+# ---------------------------------------------------------------- the JSON contract
+
+
+def test_curve_json_holds_the_contract_and_the_library_numbers(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["--activation", "sigmoid", "--hidden", "5", "--steps", "20", "--seed", "3"]
+    argv += ["--spectrum", "eig-uniform:0:4", "--metric", "maxabs"]
+    record = curve_json(argv, capsys)
+    assert record["steps"] == 20
+    assert record["hidden"] == 5
+    assert record["metric"] == "maxabs"
+    assert record["k"] == list(range(20))
+    assert len(record["log10_norm"]) == 20
+    assert all(isinstance(v, float) for v in record["log10_norm"])
+    assert record["verdict"] in ("vanishing", "exploding", "neutral")
+    for key in ("rate_per_step", "horizon", "lyapunov_max"):
+        assert isinstance(record[key], int | float)
+    theory = record["theory"]
+    assert theory["gamma"] == 0.25
+    assert theory["spectral_radius"] < 4  # eigenvalues drawn in [0, 4)
+    assert theory["sigma_max"] >= theory["spectral_radius"]
+    assert len(theory["bound_log10"]) == 20
+    config = CurveConfig(
+        activation="sigmoid",
+        hidden=5,
+        steps=20,
+        seed=3,
+        spectrum="eig-uniform:0:4",
+        metric="maxabs",
+    )
+    assert record == json.loads(json.dumps(run_curve(config).to_dict()))
+
+
+def test_curve_json_with_a_batch_has_b_lists_of_t(capsys: pytest.CaptureFixture[str]) -> None:
+    record = curve_json(["--hidden", "6", "--steps", "9", "--batch", "3"], capsys)
+    assert record["batch"] == 3
+    assert [len(row) for row in record["log10_norm"]] == [9, 9, 9]
+    assert len(record["theory"]["bound_log10"]) == 9
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_curve_json_for_gated_cells(cell: str, capsys: pytest.CaptureFixture[str]) -> None:
+    record = curve_json(["--cell", cell, "--hidden", "4", "--steps", "10"], capsys)
+    assert record["theory"]["gamma"] is None
+    assert record["theory"]["bound"] == "prod_t ||J_t||_2"
+    assert ("cell_path_log10_norm" in record) == (cell == "lstm")
+    pairs = zip(record["log10_norm"], record["theory"]["bound_log10"], strict=True)
+    assert max(c - bound for c, bound in pairs) < 1e-9  # c(k) <= prod ||J_t||_2
+
+
+@pytest.mark.parametrize("mode", ["trajectory", "checkpoint"])
+def test_curve_weights_file_gives_the_library_numbers(
+    mode: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = save(tmp_path / "w.npz")
+    record = curve_json(["--weights", str(path), "--mode", mode, "--activation", "tanh"], capsys)
+    a = arrays()
+    weights = rnn_of(a, "tanh")
+    x = torch.as_tensor(a["x"])
+    if mode == "trajectory":
+        h0 = torch.as_tensor(a["h0"]).unsqueeze(0)
+        report = analyse_trajectory("rnn", weights, x.unsqueeze(1), h0)
+    else:
+        report = analyse_checkpoint(weights, x, torch.as_tensor(a["h"]))
+    assert record == json.loads(json.dumps(report.to_dict()))
+    assert (record["steps"], record["hidden"], record["mode"]) == (T, H, mode)
+
+
+def test_mlp_json_gives_the_library_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["mlp", "--json", "--layers", "8", "--width", "12", "--activation", "tanh"]
+    code, out, err = invoke([*argv, "--init", "xavier", "--batch", "5", "--seed", "2"], capsys)
+    assert (code, err) == (0, "")
+    record = json.loads(out)
+    profile = depth_profile(init_mlp(8, 12, "tanh", "xavier", seed=2), "xavier", batch=5, seed=2)
+    assert record == json.loads(json.dumps(profile.to_dict()))
+    assert record["layer"] == list(range(9))
+
+
+def test_curve_summary_without_json_names_the_verdict(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = invoke(["curve", "--hidden", "4", "--steps", "10"], capsys)
+    report = run_curve(CurveConfig(hidden=4, steps=10))
+    assert (code, err) == (0, "")
+    assert out.splitlines()[0] == "rnn tanh H=4 T=10 trajectory (spectral)"
+    assert f"verdict: {report.verdict}, {report.rate_per_step:+.4g} decades/step" in out
+    assert report.note in out
+
+
+# ---------------------------------------------------------------- figures
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["curve", "--hidden", "4", "--steps", "12", "--batch", "2"],
+        ["mlp", "--layers", "5", "--width", "8"],
+    ],
+    ids=["curve", "mlp"],
+)
+def test_plot_writes_a_png_and_keeps_the_folder(
+    argv: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    neighbour = tmp_path / "notes.txt"
+    neighbour.write_text("keep me")
+    target = tmp_path / "fig" / "f.png"  # a folder that does not exist yet
+    code, out, err = invoke([*argv, "--plot", str(target)], capsys)
+    assert (code, err) == (0, "")
+    data = target.read_bytes()
+    assert data.startswith(PNG_SIGNATURE)
+    assert len(data) > 1000
+    assert neighbour.read_text() == "keep me"
+    assert out.strip().endswith(f"figure: {target}")
+
+
+# ---------------------------------------------------------------- help
+
+
+COMMANDS = sorted(typer.main.get_command(app).commands)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_subcommand_has_help_with_an_example(
+    command: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = invoke([command, "--help"], capsys)
+    assert (code, err) == (0, "")
+    assert "Example" in out
+    assert "--help" in out
+
+
+def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = invoke([], capsys)
+    assert code == 2
+    assert err.startswith("gradtrace: error: ")
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def _bad_npz(tmp: Path, **changes: Any) -> str:
+    return str(save(tmp / "bad.npz", **changes))
+
+
+def _npy_as_npz(tmp: Path) -> str:
+    with (tmp / "a.npz").open("wb") as f:  # one plain .npy array under an .npz name
+        np.save(f, np.ones((3, 3)))
+    return str(tmp / "a.npz")
+
+
+def _text_npz(tmp: Path) -> str:
+    (tmp / "x.npz").write_text("this is not an archive\n")
+    return str(tmp / "x.npz")
+
+
+def _with_value(name: str, value: float) -> dict[str, np.ndarray]:
+    array = arrays()[name].copy()
+    array.flat[1] = value
+    return {name: array}
+
+
+# (arguments given the tmp folder, words the message must hold)
+BAD_INPUTS = [
+    pytest.param(
+        lambda p: ["--weights", _bad_npz(p, W_hh=np.ones((4, 3)))],
+        "`W_hh` must be square",
+        id="W_hh-not-square",
+    ),
+    pytest.param(
+        lambda p: ["--weights", _bad_npz(p, x=np.ones((T, I + 2)))],
+        "`x` in --weights",
+        id="x-vs-W_hx",
+    ),
+    pytest.param(
+        lambda p: ["--weights", _bad_npz(p, b=np.ones(H + 1))],
+        "`b` must have shape",
+        id="b-vs-W_hh",
+    ),
+    pytest.param(
+        lambda p: ["--mode", "checkpoint", "--weights", _bad_npz(p, h=np.ones((T - 1, H)))],
+        "`h` in --weights must have shape",
+        id="h-vs-x",
+    ),
+    pytest.param(
+        lambda p: ["--weights", _bad_npz(p, **_with_value("W_hh", np.nan))],
+        "must be finite",
+        id="W_hh-nan",
+    ),
+    pytest.param(
+        lambda p: ["--weights", _bad_npz(p, **_with_value("W_hx", np.inf))],
+        "must be finite",
+        id="W_hx-inf",
+    ),
+    pytest.param(
+        lambda p: ["--weights", _bad_npz(p, **_with_value("b", -np.inf))],
+        "must be finite",
+        id="b-minus-inf",
+    ),
+    pytest.param(lambda p: ["--steps", "0"], "`--steps` must be at least 1, got 0", id="T-0"),
+    pytest.param(lambda p: ["--steps", "-3"], "`--steps` must be at least 1, got -3", id="T-neg"),
+    pytest.param(lambda p: ["--steps", "ten"], "--steps", id="T-not-a-number"),
+    pytest.param(lambda p: ["--cell", "transformer"], "`cell` must be one of", id="cell"),
+    pytest.param(lambda p: ["--activation", "gelu"], "`activation` must be one of", id="act"),
+    pytest.param(lambda p: ["--metric", "nuclear"], "`--metric` must be one of", id="metric"),
+    pytest.param(lambda p: ["--dtype", "float16"], "`--dtype` must be one of", id="dtype"),
+    pytest.param(lambda p: ["--mode", "online"], "`--mode` must be one of", id="mode"),
+    pytest.param(lambda p: ["--spectrum", "eig-uniform:4"], "`--spectrum`", id="spec-missing"),
+    pytest.param(lambda p: ["--spectrum", "spiral:2"], "`--spectrum`", id="spec-unknown"),
+    pytest.param(lambda p: ["--spectrum", "radius:x"], "`--spectrum`", id="spec-not-a-number"),
+    pytest.param(lambda p: ["--spectrum", "eig-uniform:4:0"], "LO < HI", id="spec-lo-hi"),
+    pytest.param(lambda p: ["--spectrum", "radius:nan"], "`--spectrum`", id="spec-nan"),
+    pytest.param(
+        lambda p: ["--weights", str(p / "missing.npz")],
+        "must be an existing .npz file",
+        id="missing-file",
+    ),
+    pytest.param(
+        lambda p: ["--weights", _text_npz(p)], "must be a readable .npz archive", id="text-file"
+    ),
+    pytest.param(
+        lambda p: ["--weights", _npy_as_npz(p)],
+        "must be a readable .npz archive",
+        id="regression-npy-file-gave-a-typeerror-traceback",
+    ),
+    pytest.param(
+        lambda p: ["--weights", _bad_npz(p, W_hh=np.ones((H, H)) * (1 + 2j))],
+        "'W_hh' must be numeric, got dtype complex128",
+        id="regression-complex-weights-lost-their-imaginary-part",
+    ),
+    pytest.param(
+        lambda p: ["--steps", "3", "--device", "cuda"],
+        "`--device` 'cuda' needs a CUDA GPU",
+        id="regression-cuda-without-a-gpu-gave-a-traceback",
+        marks=pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA"),
+    ),
+    pytest.param(
+        lambda p: ["--mode", "checkpoint", "--weights", _bad_npz(p, h=None)],
+        "needs an array 'h'",
+        id="checkpoint-without-h",
+    ),
+    pytest.param(lambda p: ["--batch", "0"], "`--batch` must be at least 1", id="batch-0"),
+    pytest.param(lambda p: ["--hidden", "0"], "`--hidden` must be at least 1", id="hidden-0"),
+    pytest.param(lambda p: ["--bogus"], "No such option: --bogus", id="unknown-option"),
+    pytest.param(lambda p: ["--steps", "3", "--plot", str(p / "f.txt")], "`--plot`", id="suffix"),
+]
+
+
+@pytest.mark.parametrize(("make_args", "words"), BAD_INPUTS)
+def test_bad_input_is_one_line_and_exit_2(
+    make_args: Any, words: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = invoke(["curve", *make_args(tmp_path)], capsys)
+    assert code == 2
+    assert out == ""
+    assert err.startswith("gradtrace: error: ")
+    assert err.endswith(".\n")
+    assert err.count("\n") == 1  # exactly one line
+    assert "Traceback" not in err
+    assert words in err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["mlp", "--layers", "0"], ["mlp", "--init", "lecun"], ["mlp", "--activation", "gelu"]],
+    ids=["layers-0", "init", "activation"],
+)
+def test_bad_mlp_input_is_one_line_and_exit_2(
+    argv: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = invoke(argv, capsys)
+    assert (code, out) == (2, "")
+    assert err.startswith("gradtrace: error: ")
+    assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("existing", [True, False], ids=["existing-plot", "no-plot-yet"])
+def test_a_failing_run_leaves_the_plot_target_alone(
+    existing: bool, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    target = tmp_path / "curve.png"
+    if existing:
+        target.write_bytes(PNG_SIGNATURE + b"an earlier figure")
+    code, _, err = invoke(["curve", "--steps", "0", "--plot", str(target)], capsys)
+    assert code == 2
+    assert err.startswith("gradtrace: error: ")
+    if existing:
+        assert target.read_bytes() == PNG_SIGNATURE + b"an earlier figure"
+    else:
+        assert not target.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["curve.png"] if existing else [])
+
+
+@pytest.mark.parametrize("command", ["curve", "mlp"])
+def test_a_refused_plot_suffix_draws_and_writes_nothing(
+    command: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import matplotlib.pyplot as plt
+
+    plt.close("all")
+    code, out, err = invoke([command, "--plot", str(tmp_path / "f.txt")], capsys)
+    assert (code, out) == (2, "")
+    assert (
+        err == f"gradtrace: error: `--plot` must end in .png, .pdf, .svg, got '{tmp_path}/f.txt'.\n"
+    )
+    assert plt.get_fignums() == []  # refused before any figure was opened
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- the real command
+
+
+def _env() -> dict[str, str]:
+    return {**os.environ, "MPLBACKEND": "Agg"}
+
+
+def test_python_m_gradtrace_help() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gradtrace", "--help"],
+        capture_output=True,
+        text=True,
+        env=_env(),
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0
+    for command in ("curve", "mlp", "demo"):
+        assert command in done.stdout
+
+
+def test_installed_script_prints_the_json(tmp_path: Path) -> None:
+    script = Path(sys.executable).with_name("gradtrace")
+    if not script.exists():
+        pytest.skip(f"no installed `gradtrace` script beside {sys.executable}")
+    argv = [str(script), "curve", "--json", "--hidden", "4", "--steps", "10", "--seed", "1"]
+    done = subprocess.run(argv, capture_output=True, text=True, env=_env(), timeout=60, check=False)
+    assert (done.returncode, done.stderr) == (0, "")
+    record = json.loads(done.stdout)
+    expected = run_curve(CurveConfig(hidden=4, steps=10, seed=1)).to_dict()
+    assert record == json.loads(json.dumps(expected))
+
+
+# ---------------------------------------------------------------- demo
+
+
+@pytest.mark.slow
+def test_demo_writes_every_figure_and_record(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    start = time.perf_counter()
+    out_dir = tmp_path / "demo"
+    code, out, err = invoke(["demo", "--out", str(out_dir)], capsys)
+    assert (code, err) == (0, "")
+    names = [*EXAMPLES, "mlp_sigmoid_depth30"]
+    expected = sorted(f"{n}.{suffix}" for n in names for suffix in ("png", "json"))
+    assert sorted(p.name for p in out_dir.iterdir()) == expected
+    for name in names:
+        assert (out_dir / f"{name}.png").read_bytes().startswith(PNG_SIGNATURE)
+        json.loads((out_dir / f"{name}.json").read_text())
+    # The lectures' first checkpoint example: the record is the library's run of that config.
+    first = json.loads((out_dir / "sigmoid_eig_0_4_checkpoint.json").read_text())
+    report = run_curve(EXAMPLES["sigmoid_eig_0_4_checkpoint"])
+    assert first == json.loads(json.dumps(report.to_dict()))
+    assert first["theory"]["spectral_radius"] < 4
+    mlp = json.loads((out_dir / "mlp_sigmoid_depth30.json").read_text())
+    assert mlp["layers"] == 30
+    assert mlp["rate_per_layer"] < 0  # sigmoid under the default init vanishes
+    assert out.splitlines()[0] == f"gradtrace demo: writing into {out_dir.resolve()}"
+    assert len(out.splitlines()) == len(EXAMPLES) + 3
+    assert time.perf_counter() - start < 60
