@@ -168,8 +168,8 @@ def test_gated_cells_run_with_a_spectrum_per_gate(cell: str) -> None:
 # ---------------------------------------------------------------- bad options
 
 BAD_CONFIGS = [
-    ({"cell": "transformer"}, r"`cell` must be one of rnn, lstm, gru, got 'transformer'"),
-    ({"activation": "softsign"}, r"`activation` must be one of .*got 'softsign'"),
+    ({"cell": "transformer"}, r"`--cell` must be one of rnn, lstm, gru, got 'transformer'"),
+    ({"activation": "softsign"}, r"`--activation` must be one of .*got 'softsign'"),
     ({"metric": "nuclear"}, r"`--metric` must be one of spectral, frobenius, maxabs"),
     ({"dtype": "float16"}, r"`--dtype` must be one of float64, float32, got 'float16'"),
     ({"mode": "online"}, r"`--mode` must be one of trajectory, checkpoint, got 'online'"),

@@ -18,9 +18,9 @@ import torch
 from torch import Tensor
 
 from gradtrace.analysis.recurrent import CurveReport, analyse_checkpoint, analyse_trajectory
-from gradtrace.cells import RNNWeights, get_cell
+from gradtrace.cells import CELLS, RNNWeights
 from gradtrace.cells.random_weights import random_weights
-from gradtrace.core.activations import get_activation
+from gradtrace.core.activations import ACTIVATIONS
 from gradtrace.core.engine import METRICS
 from gradtrace.core.weights import parse_spectrum
 from gradtrace.errors import GradtraceError, check
@@ -49,8 +49,11 @@ class CurveConfig:
 
     def validate(self) -> None:
         """Raise `GradtraceError` on the first option that is out of range."""
-        get_cell(self.cell)
-        get_activation(self.activation)
+        check(self.cell in CELLS, f"`--cell` must be one of {', '.join(CELLS)}, got {self.cell!r}")
+        check(
+            self.activation in ACTIVATIONS,
+            f"`--activation` must be one of {', '.join(ACTIVATIONS)}, got {self.activation!r}",
+        )
         check(
             self.metric in METRICS,
             f"`--metric` must be one of {', '.join(METRICS)}, got {self.metric!r}",
