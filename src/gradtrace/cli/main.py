@@ -14,6 +14,7 @@ import typer
 
 from gradtrace.cli import curve as curve_cli
 from gradtrace.cli import demo as demo_cli
+from gradtrace.cli import dynamics as dynamics_cli
 from gradtrace.errors import GradtraceError
 
 app = typer.Typer(
@@ -25,6 +26,9 @@ app = typer.Typer(
 )
 app.command("curve")(curve_cli.curve)
 app.command("mlp")(curve_cli.mlp)
+app.command("map")(dynamics_cli.map_command)
+app.command("mandelbrot")(dynamics_cli.mandelbrot_command)
+app.command("cliff")(dynamics_cli.cliff_command)
 app.command("demo")(demo_cli.demo)
 
 

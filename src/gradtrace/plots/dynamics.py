@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from gradtrace.dynamics.chaos import Bifurcation, Iterates, MapReport
 from gradtrace.dynamics.cliff import CliffReport, DescentPath
 from gradtrace.dynamics.mandelbrot import EscapeImage
-from gradtrace.dynamics.maps import Bifurcation, Iterates, MapReport
 from gradtrace.dynamics.rnn_dynamics import RNNPortrait
 from gradtrace.plots.figure import plt, save
 
