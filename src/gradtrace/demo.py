@@ -9,6 +9,9 @@
    ReLU RNN (IRNN, Le, Jaitly, Hinton 2015: it neither vanishes nor explodes) and an LSTM with
    its cell-state path.
 5. Depth: a 30-layer sigmoid MLP under PyTorch's default initialisation.
+6. Dynamics (lecture 003): the logistic map at r = 3.5 with its bifurcation diagram, a 2-unit
+   tanh RNN's basins of attraction, the gradient cliff of a one-unit RNN with and without
+   clipping, and the Mandelbrot set.
 """
 
 from __future__ import annotations
@@ -21,8 +24,13 @@ from typing import Any
 
 from gradtrace.analysis.curve_job import CurveConfig, run_curve
 from gradtrace.analysis.depth import depth_profile, init_mlp
+from gradtrace.dynamics.chaos import map_report
+from gradtrace.dynamics.cliff import cliff_report
+from gradtrace.dynamics.mandelbrot import mandelbrot_image
+from gradtrace.dynamics.rnn_dynamics import rnn_portrait, small_rnn
 from gradtrace.plots.curve import plot_curve
 from gradtrace.plots.depth import plot_depth
+from gradtrace.plots.dynamics import plot_cliff, plot_mandelbrot, plot_map_report, plot_rnn_portrait
 
 _LECTURE = CurveConfig(cell="rnn", activation="sigmoid", hidden=5, input_size=5, seed=12345)
 EXAMPLES: dict[str, CurveConfig] = {
@@ -69,4 +77,28 @@ def run_demo(out: Path) -> Iterator[str]:
         f"  mlp_sigmoid_depth30: {profile.rate_per_layer:+.3g} decades per layer "
         "going back from the output"
     )
+    yield from _dynamics(out)
     yield f"done: open {out.resolve()} for the .png figures and .json records"
+
+
+def _dynamics(out: Path) -> Iterator[str]:
+    """The dynamical-systems view of lecture 003, one figure and record each."""
+    logistic = map_report("logistic", 3.5, bifurcation_range=(2.5, 4.0))
+    plot_map_report(logistic, out / "map_logistic_3.5.png")
+    _write(out, "map_logistic_3.5", logistic.to_dict())
+    yield f"  map_logistic_3.5: Lyapunov exponent {logistic.lyapunov.value:+.3f} per step"
+    # Two self-exciting units with a weak coupling: two stable corners, saddles between them.
+    portrait = rnn_portrait(small_rnn([[1.5, 0.3], [0.3, 1.5]], [0.0, 0.0]))
+    plot_rnn_portrait(portrait, out / "rnn2_basins.png")
+    _write(out, "rnn2_basins", portrait.to_dict())
+    kinds = [p.kind for p in portrait.fixed_points.points]
+    yield f"  rnn2_basins: fixed points {', '.join(kinds)}"
+    cliff = cliff_report()
+    plot_cliff(cliff, out / "cliff.png")
+    _write(out, "cliff", cliff.to_dict())
+    plain = float(cliff.plain.step_lengths.max())
+    clipped = float(cliff.clipped.step_lengths.max())
+    yield f"  cliff: longest step {plain:.3g} without clipping, {clipped:.3g} with it"
+    image = mandelbrot_image(size=(360, 288))
+    plot_mandelbrot(image, out / "mandelbrot.png")
+    yield "  mandelbrot: escape-time image of z <- z^2 + c"

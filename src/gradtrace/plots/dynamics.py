@@ -164,7 +164,9 @@ def _draw_fixed_points(ax: Any, portrait: RNNPortrait) -> None:
         ax.plot(*xy, KIND_MARKERS[point.kind], ms=9, mec="black", mfc=face, label=point.kind)
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
-    ax.legend(unique.values(), unique.keys(), fontsize=8, loc="best")
+    ax.legend(
+        unique.values(), unique.keys(), fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0)
+    )
 
 
 def plot_rnn_portrait(portrait: RNNPortrait, path: str | Path) -> Path:
