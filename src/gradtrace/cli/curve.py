@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-Plot = Annotated[Path | None, typer.Option("--plot", help="Write a figure (.png, .pdf, .svg).")]
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a summary.")]
-
-
-def _check_plot(plot: Path | None) -> None:
-    """Refuse a bad --plot path before the work starts, so nothing is computed in vain."""
-    if plot is not None:
-        from gradtrace.plots import check_figure_path
-
-        check_figure_path(plot)
+from gradtrace.cli.output import Json, Plot, check_plot, finish
 
 
 def curve(
@@ -53,8 +43,9 @@ def curve(
     Example: gradtrace curve --activation sigmoid --hidden 5 --steps 20
     --spectrum eig-uniform:0:4 --mode checkpoint --plot curve.png
     """
-    _check_plot(plot)
+    check_plot(plot)
     from gradtrace.analysis.curve_job import CurveConfig, run_curve
+    from gradtrace.plots.curve import plot_curve
 
     config = CurveConfig(
         cell,
@@ -72,23 +63,20 @@ def curve(
         device,
     )
     report = run_curve(config)
-    if plot is not None:
-        from gradtrace.plots.curve import plot_curve
-
-        plot_curve(report, plot)
-    if as_json:
-        typer.echo(json.dumps(report.to_dict()))
-        return
     th = report.theory
-    typer.echo(
-        f"{report.cell}{' ' + report.activation if report.activation else ''} "
-        f"H={report.hidden} T={report.steps} "
-        f"{report.mode} ({report.metric})\n"
-        f"verdict: {report.verdict}, {report.rate_per_step:+.4g} decades/step, "
-        f"horizon {report.horizon} steps, top Lyapunov exponent {report.lyapunov_max:+.4g}/step\n"
-        f"theory: gamma={th.gamma}, sigma_max={th.sigma_max:.4g}, "
-        f"spectral radius={th.spectral_radius:.4g}\n{report.note}"
-        + (f"\nfigure: {plot}" if plot else "")
+    finish(
+        report,
+        as_json=as_json,
+        plot=plot,
+        draw=plot_curve,
+        summary=lambda: (
+            f"{report.cell}{' ' + report.activation if report.activation else ''} "
+            f"H={report.hidden} T={report.steps} {report.mode} ({report.metric})\n"
+            f"verdict: {report.verdict}, {report.rate_per_step:+.4g} decades/step, horizon "
+            f"{report.horizon} steps, top Lyapunov exponent {report.lyapunov_max:+.4g}/step\n"
+            f"theory: gamma={th.gamma}, sigma_max={th.sigma_max:.4g}, "
+            f"spectral radius={th.spectral_radius:.4g}\n{report.note}"
+        ),
     )
 
 
@@ -108,22 +96,22 @@ def mlp(
 
     Example: gradtrace mlp --layers 30 --activation sigmoid --init xavier --plot mlp.png
     """
-    _check_plot(plot)
+    check_plot(plot)
     from gradtrace.analysis.depth import depth_profile, init_mlp
+    from gradtrace.plots.depth import plot_depth
 
     profile = depth_profile(
         init_mlp(layers, width, activation, init, seed=seed), init, batch=batch, seed=seed
     )
-    if plot is not None:
-        from gradtrace.plots.depth import plot_depth
-
-        plot_depth(profile, plot)
-    if as_json:
-        typer.echo(json.dumps(profile.to_dict()))
-        return
     g = profile.log10_grad_norm
-    typer.echo(
-        f"{layers}-layer {activation} MLP, {init} init, width {width}\n"
-        f"log10 ||dL/dy||: output {float(g[-1]):+.3f}, input {float(g[0]):+.3f} "
-        f"({profile.rate_per_layer:+.3g} decades per layer)" + (f"\nfigure: {plot}" if plot else "")
+    finish(
+        profile,
+        as_json=as_json,
+        plot=plot,
+        draw=plot_depth,
+        summary=lambda: (
+            f"{layers}-layer {activation} MLP, {init} init, width {width}\n"
+            f"log10 ||dL/dy||: output {float(g[-1]):+.3f}, input {float(g[0]):+.3f} "
+            f"({profile.rate_per_layer:+.3g} decades per layer)"
+        ),
     )

@@ -6,17 +6,13 @@ summary or one JSON object; `--plot` writes the figure from `gradtrace.plots.dyn
 
 from __future__ import annotations
 
-import json
 import math
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
+from gradtrace.cli.output import Json, Plot, check_plot, finish
 from gradtrace.errors import GradtraceError, check
-
-Plot = Annotated[Path | None, typer.Option("--plot", help="Write a figure (.png, .pdf, .svg).")]
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a summary.")]
 
 
 def parse_range(option: str, text: str) -> tuple[float, float]:
@@ -64,13 +60,6 @@ def parse_orders(text: str) -> tuple[int, ...]:
     return orders
 
 
-def _check_plot(plot: Path | None) -> None:
-    if plot is not None:
-        from gradtrace.plots import check_figure_path
-
-        check_figure_path(plot)
-
-
 def map_command(
     name: Annotated[
         str, typer.Option("--map", help="logistic (r x (1-x)) or quadratic (x^2+c).")
@@ -91,34 +80,32 @@ def map_command(
     """
     orders = parse_orders(iterates)
     span = None if bifurcation is None else parse_range("--bifurcation", bifurcation)
-    _check_plot(plot)
+    check_plot(plot)
     from gradtrace.dynamics.chaos import map_report
+    from gradtrace.plots.dynamics import plot_map_report
 
     report = map_report(name, param, x0=x0, steps=steps, orders=orders, bifurcation_range=span)
-    if plot is not None:
-        from gradtrace.plots.dynamics import plot_map_report
 
-        plot_map_report(report, plot)
-    if as_json:
-        typer.echo(json.dumps(report.to_dict()))
-        return
-    fixed = ", ".join(
-        f"{c.points[0]:.6g} ({c.stability}, f' = {c.multiplier:.4g})" for c in report.fixed_points
-    )
-    cycle = report.attractor
-    settled = (
-        "none found (chaos or slow convergence)"
-        if cycle is None
-        else f"{cycle.period}-cycle {', '.join(f'{p:.6f}' for p in cycle.points)} "
-        f"(multiplier {cycle.multiplier:.4g})"
-    )
-    typer.echo(
-        f"{report.name} map f(x) = {report.formula}, x0 = {x0:g}\n"
-        f"fixed points: {fixed or 'none in the window'}\n"
-        f"attractor from x0: {settled}\n"
-        f"Lyapunov exponent: {report.lyapunov.value:+.5f} per step"
-        + (f"\nfigure: {plot}" if plot else "")
-    )
+    def summary() -> str:
+        fixed = ", ".join(
+            f"{c.points[0]:.6g} ({c.stability}, f' = {c.multiplier:.4g})"
+            for c in report.fixed_points
+        )
+        cycle = report.attractor
+        settled = (
+            "none found (chaos or slow convergence)"
+            if cycle is None
+            else f"{cycle.period}-cycle {', '.join(f'{p:.6f}' for p in cycle.points)} "
+            f"(multiplier {cycle.multiplier:.4g})"
+        )
+        return (
+            f"{report.name} map f(x) = {report.formula}, x0 = {x0:g}\n"
+            f"fixed points: {fixed or 'none in the window'}\n"
+            f"attractor from x0: {settled}\n"
+            f"Lyapunov exponent: {report.lyapunov.value:+.5f} per step"
+        )
+
+    finish(report, as_json=as_json, summary=summary, plot=plot, draw=plot_map_report)
 
 
 def mandelbrot_command(
@@ -137,22 +124,20 @@ def mandelbrot_command(
     aspect = (im_range[1] - im_range[0]) / (re_range[1] - re_range[0])
     width, height = parse_size(size, aspect)
     check(max_iter >= 1, f"`--max-iter` must be at least 1, got {max_iter}")
-    _check_plot(plot)
+    check_plot(plot)
     from gradtrace.dynamics.mandelbrot import mandelbrot_image
+    from gradtrace.plots.dynamics import plot_mandelbrot
 
     image = mandelbrot_image(re_range, im_range, (width, height), max_iter)
-    if plot is not None:
-        from gradtrace.plots.dynamics import plot_mandelbrot
 
-        plot_mandelbrot(image, plot)
-    if as_json:
-        typer.echo(json.dumps(image.to_dict()))
-        return
-    inside = float(image.inside.double().mean())
-    typer.echo(
-        f"{width}x{height} grid, Re c in [{re}], Im c in [{im}], {max_iter} steps: "
-        f"{100 * inside:.2f}% of the points are inside" + (f"\nfigure: {plot}" if plot else "")
-    )
+    def summary() -> str:
+        inside = float(image.inside.double().mean())
+        return (
+            f"{width}x{height} grid, Re c in [{re}], Im c in [{im}], {max_iter} steps: "
+            f"{100 * inside:.2f}% of the points are inside"
+        )
+
+    finish(image, as_json=as_json, summary=summary, plot=plot, draw=plot_mandelbrot)
 
 
 def cliff_command(
@@ -175,31 +160,29 @@ def cliff_command(
     """
     lo, hi = parse_range("--bias", bias)
     check(points >= 2, f"`--points` must be at least 2, got {points}")
-    _check_plot(plot)
+    check_plot(plot)
     from gradtrace.dynamics.cliff import CliffRNN, cliff_report
+    from gradtrace.plots.dynamics import plot_cliff
 
     model = CliffRNN(w=w, steps=steps, h0=h0, target=target)
     report = cliff_report(
         model, lo=lo, hi=hi, points=points, start=start, lr=lr, clip=clip, iterations=iterations
     )
-    if plot is not None:
-        from gradtrace.plots.dynamics import plot_cliff
 
-        plot_cliff(report, plot)
-    if as_json:
-        typer.echo(json.dumps(report.to_dict()))
-        return
-    sweep = report.sweep
-    peak = int(sweep.grad.abs().argmax())
-    lines = [
-        f"h_t = tanh({w:g} h_(t-1) + b), T = {steps}, h_0 = {h0:g}, target {target:g}",
-        f"largest |dL/db| = {float(sweep.grad[peak].abs()):.4g} "
-        f"at b = {float(sweep.values[peak]):.4g}",
-    ]
-    for run in (report.plain, report.clipped):
-        name = "plain descent" if run.clip is None else f"clipped at {run.clip:g}"
-        lines.append(
-            f"{name}: longest step {float(run.step_lengths.max()):.4g}, "
-            f"final b = {float(run.params[-1]):.4g}, final loss {float(run.losses[-1]):.4g}"
-        )
-    typer.echo("\n".join(lines) + (f"\nfigure: {plot}" if plot else ""))
+    def summary() -> str:
+        sweep = report.sweep
+        peak = int(sweep.grad.abs().argmax())
+        lines = [
+            f"h_t = tanh({w:g} h_(t-1) + b), T = {steps}, h_0 = {h0:g}, target {target:g}",
+            f"largest |dL/db| = {float(sweep.grad[peak].abs()):.4g} "
+            f"at b = {float(sweep.values[peak]):.4g}",
+        ]
+        for run in (report.plain, report.clipped):
+            name = "plain descent" if run.clip is None else f"clipped at {run.clip:g}"
+            lines.append(
+                f"{name}: longest step {float(run.step_lengths.max()):.4g}, "
+                f"final b = {float(run.params[-1]):.4g}, final loss {float(run.losses[-1]):.4g}"
+            )
+        return "\n".join(lines)
+
+    finish(report, as_json=as_json, summary=summary, plot=plot, draw=plot_cliff)

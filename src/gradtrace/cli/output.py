@@ -1,0 +1,59 @@
+"""What every subcommand shares: the --plot and --json options and how a result goes out.
+
+A command checks its --plot path before any work (`check_plot`), computes one result, and
+hands it to `finish`, which draws the figure, then prints either one JSON object or a summary.
+JSON is strict: a non-finite number (an exactly zero product's -inf, say) is written as null.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, Protocol
+
+import typer
+
+Plot = Annotated[Path | None, typer.Option("--plot", help="Write a figure (.png, .pdf, .svg).")]
+Json = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a summary.")]
+
+
+class Record(Protocol):
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+def check_plot(plot: Path | None) -> None:
+    """Refuse a bad --plot path before the work starts, so nothing is computed in vain."""
+    if plot is not None:
+        from gradtrace.plots import check_figure_path
+
+        check_figure_path(plot)
+
+
+def strict_json(value: Any) -> Any:
+    """`value` with every non-finite float replaced by None, so that it is valid JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: strict_json(v) for key, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [strict_json(v) for v in value]
+    return value
+
+
+def finish(
+    record: Record,
+    *,
+    as_json: bool,
+    summary: Callable[[], str],
+    plot: Path | None = None,
+    draw: Callable[[Any, Path], object] | None = None,
+) -> None:
+    """Draw `record` to `plot` if asked, then print its JSON or its summary."""
+    if plot is not None and draw is not None:
+        draw(record, plot)
+    if as_json:
+        typer.echo(json.dumps(strict_json(record.to_dict()), allow_nan=False))
+        return
+    typer.echo(summary() + (f"\nfigure: {plot}" if plot is not None else ""))
