@@ -84,16 +84,20 @@ def main() -> None:
     gap = float((ours - reference).abs().max())
     t_engine = best_time(lambda: engine_curve(w, x, "spectral"), reps)
     t_autograd = best_time(lambda: autograd_curve(w, x[:, 0]), max(1, reps - 2))
-    print(f"[1] H=64: autograd (64 backward passes) / engine = {t_autograd / t_engine:.1f}x "
-          f"(curves agree to {gap:.1e} in log10)")
+    print(
+        f"[1] H=64: autograd (64 backward passes) / engine = {t_autograd / t_engine:.1f}x "
+        f"(curves agree to {gap:.1e} in log10)"
+    )
 
     H = 256
     J = torch.randn(T, H, H, dtype=torch.float64) / H**0.5
     t_max = best_time(lambda: contribution_curve(J, "maxabs"), reps)
     peak = max(matmul_peak(1024, reps), matmul_peak(H, reps * 20))
     achieved = 2 * H**3 * T / t_max
-    print(f"[2] H=256 maxabs: {achieved / 1e9:.2f} GFLOP/s of a {peak / 1e9:.2f} GFLOP/s "
-          f"float64 matmul peak = {achieved / peak:.0%} of peak")
+    print(
+        f"[2] H=256 maxabs: {achieved / 1e9:.2f} GFLOP/s of a {peak / 1e9:.2f} GFLOP/s "
+        f"float64 matmul peak = {achieved / peak:.0%} of peak"
+    )
 
     t_spec = best_time(lambda: contribution_curve(J, "spectral"), reps)
     J64 = torch.randn(T, 64, 64, dtype=torch.float64) / 8

@@ -18,7 +18,6 @@ a multiple of 32 as well as T = 1 and T beyond one flush of 256 stored products.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 
 import pytest
@@ -312,9 +311,7 @@ def test_hundred_thousand_steps_stay_finite_and_exact(
     assert float(torch.prod(a)) == overflow
     assert abs(float(reference[0])) > 1000  # |log10 c(0)| ~ 1300, far beyond 1e+-308
 
-    start = time.perf_counter()
     log10 = contribution_curve(J.to(dtype), "spectral").log10_norm
-    elapsed = time.perf_counter() - start
 
     assert log10.shape == (LONG_T,)
     assert bool(torch.isfinite(log10).all())
@@ -329,7 +326,6 @@ def test_hundred_thousand_steps_stay_finite_and_exact(
         # |log10 c(0)| ~ 1300 (3e-5 relative); measured errors are far smaller (~1e-5).
         bound = 3 * F32_EPS * torch.arange(LONG_T, 0, -1, dtype=DTYPE)  # T - k
         assert bool(((log10 - reference).abs() <= bound).all())
-    assert elapsed < 10  # about 1 s here: the O(T) sweep, never O(T^2)
 
 
 # ---------------------------------------------------------------- 5. bad input

@@ -252,3 +252,18 @@ def test_memory_horizon_is_zero_when_the_last_step_annihilates_the_state() -> No
     # Regression: an exactly zero J_T made every c(k) = -inf and the horizon came out as T.
     curve = torch.full((7,), -math.inf, dtype=torch.float64)
     assert theory.memory_horizon(curve) == 0
+
+
+def test_large_problems_bound_each_step_by_a_cheap_norm_that_is_never_below_the_spectral(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Past the flop budget the bound switches to min(||J||_F, sqrt(||J||_1 ||J||_inf)), an upper
+    # bound on ||J||_2 (Hoelder) that is at most sqrt(S) times it; the product stays a bound.
+    J = torch.randn(6, 2, 5, 5, generator=_gen(3), dtype=DTYPE)
+    exact = theory.norm_product_bound_log10(J, "spectral")
+    monkeypatch.setattr(theory, "EXACT_NORM_FLOPS", 0)
+    assert theory.step_norm_kind(J) == "cheap"
+    cheap = theory.norm_product_bound_log10(J, "spectral")
+    steps = torch.arange(6, 0, -1, dtype=DTYPE)  # T - k factors
+    assert bool((cheap >= exact - 1e-12).all())
+    assert bool((cheap <= exact + steps * 0.5 * math.log10(5) + 1e-12).all())

@@ -8,6 +8,7 @@ The public API, layer by layer (each builds only on the ones before it):
   `random_weights`
 - analysis: `analyse_trajectory`, `analyse_checkpoint`, `run_curve`, `CurveConfig`,
   `init_mlp`, `depth_profile`
+- tracing real models: `trace`, `input_sensitivity`, `trace_step`, `layer_fixed_points`
 
 Example:
     >>> import torch, gradtrace
@@ -52,6 +53,13 @@ _EXPORTS = {
     "lyapunov_spectrum": "gradtrace.core.lyapunov",
     "parse_spectrum": "gradtrace.core.weights",
     "GradtraceError": "gradtrace.errors",
+    "trace": "gradtrace.tracing.api",
+    "TraceResult": "gradtrace.tracing.records",
+    "LayerTrace": "gradtrace.tracing.records",
+    "SensitivityProfile": "gradtrace.tracing.records",
+    "input_sensitivity": "gradtrace.tracing.sensitivity",
+    "trace_step": "gradtrace.tracing.stepwise",
+    "layer_fixed_points": "gradtrace.tracing.fixed_points",
 }
 
 if TYPE_CHECKING:
@@ -75,6 +83,11 @@ if TYPE_CHECKING:
     from gradtrace.core.lyapunov import LyapunovSpectrum, lyapunov_spectrum
     from gradtrace.core.weights import parse_spectrum
     from gradtrace.errors import GradtraceError
+    from gradtrace.tracing.api import trace
+    from gradtrace.tracing.fixed_points import layer_fixed_points
+    from gradtrace.tracing.records import LayerTrace, SensitivityProfile, TraceResult
+    from gradtrace.tracing.sensitivity import input_sensitivity
+    from gradtrace.tracing.stepwise import trace_step
 
 try:
     __version__ = version("gradtrace")
@@ -91,8 +104,11 @@ __all__ = [
     "GradientProfile",
     "GradtraceError",
     "LSTMWeights",
+    "LayerTrace",
     "LyapunovSpectrum",
     "RNNWeights",
+    "SensitivityProfile",
+    "TraceResult",
     "__version__",
     "analyse_checkpoint",
     "analyse_trajectory",
@@ -101,6 +117,8 @@ __all__ = [
     "get_activation",
     "get_cell",
     "init_mlp",
+    "input_sensitivity",
+    "layer_fixed_points",
     "log10_univariate_gradient",
     "loss_gradient_profile",
     "lyapunov_spectrum",
@@ -109,6 +127,8 @@ __all__ = [
     "repeated_derivative",
     "run_curve",
     "run_trajectory",
+    "trace",
+    "trace_step",
     "univariate_gradient",
 ]
 

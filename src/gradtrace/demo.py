@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +27,7 @@ from gradtrace.dynamics.chaos import map_report
 from gradtrace.dynamics.cliff import cliff_report
 from gradtrace.dynamics.mandelbrot import mandelbrot_image
 from gradtrace.dynamics.rnn_dynamics import rnn_portrait, small_rnn
+from gradtrace.jsonable import dumps
 from gradtrace.plots.curve import plot_curve
 from gradtrace.plots.depth import plot_depth
 from gradtrace.plots.dynamics import plot_cliff, plot_mandelbrot, plot_map_report, plot_rnn_portrait
@@ -56,7 +56,7 @@ EXAMPLES: dict[str, CurveConfig] = {
 
 def _write(out: Path, name: str, record: dict[str, Any]) -> Path:
     path = out / f"{name}.json"
-    path.write_text(json.dumps(record, indent=1))
+    path.write_text(dumps(record, indent=1))
     return path
 
 

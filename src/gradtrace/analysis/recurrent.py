@@ -140,7 +140,12 @@ def _theory(weights: Any, jacobians: Tensor, metric: str) -> Theory:
         return Theory(gamma, sigma, rho, bound, "(gamma*sigma_max)^(T-k)", blocks)
     per_item = theory.norm_product_bound_log10(jacobians, metric)  # (T,) or (B, T)
     bound = per_item.amax(dim=0) if per_item.ndim == 2 else per_item
-    return Theory(None, sigma, rho, bound, "prod_t ||J_t||_2", blocks)
+    label = (
+        "prod_t ||J_t||_2"
+        if theory.step_norm_kind(jacobians) == "exact"
+        else ("prod_t min(||J_t||_F, sqrt(||J_t||_1 ||J_t||_inf))")
+    )
+    return Theory(None, sigma, rho, bound, label, blocks)
 
 
 def report_from_jacobians(

@@ -15,6 +15,7 @@ import typer
 from gradtrace.cli import curve as curve_cli
 from gradtrace.cli import demo as demo_cli
 from gradtrace.cli import dynamics as dynamics_cli
+from gradtrace.cli import trace as trace_cli
 from gradtrace.errors import GradtraceError
 
 app = typer.Typer(
@@ -29,6 +30,7 @@ app.command("mlp")(curve_cli.mlp)
 app.command("map")(dynamics_cli.map_command)
 app.command("mandelbrot")(dynamics_cli.mandelbrot_command)
 app.command("cliff")(dynamics_cli.cliff_command)
+app.command("trace")(trace_cli.trace_command)
 app.command("demo")(demo_cli.demo)
 
 

@@ -7,13 +7,13 @@ JSON is strict: a non-finite number (an exactly zero product's -inf, say) is wri
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
 import typer
+
+from gradtrace.jsonable import dumps
 
 Plot = Annotated[Path | None, typer.Option("--plot", help="Write a figure (.png, .pdf, .svg).")]
 Json = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a summary.")]
@@ -31,17 +31,6 @@ def check_plot(plot: Path | None) -> None:
         check_figure_path(plot)
 
 
-def strict_json(value: Any) -> Any:
-    """`value` with every non-finite float replaced by None, so that it is valid JSON."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {key: strict_json(v) for key, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [strict_json(v) for v in value]
-    return value
-
-
 def finish(
     record: Record,
     *,
@@ -54,6 +43,6 @@ def finish(
     if plot is not None and draw is not None:
         draw(record, plot)
     if as_json:
-        typer.echo(json.dumps(strict_json(record.to_dict()), allow_nan=False))
+        typer.echo(dumps(record.to_dict()))
         return
     typer.echo(summary() + (f"\nfigure: {plot}" if plot is not None else ""))

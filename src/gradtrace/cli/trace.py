@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 import os
 import sys
 import zipfile
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from gradtrace.cli.output import Json, Plot, check_plot, finish
 from gradtrace.errors import GradtraceError, check
 
 if TYPE_CHECKING:
@@ -43,7 +43,12 @@ def _import_factory(spec: str) -> Any:
     check(
         callable(factory), f"`--model` names {attr!r}, which {name!r} does not define as callable"
     )
-    return factory()
+    try:
+        return factory()
+    except Exception as err:  # the user's code: report it in one line, not a traceback
+        raise GradtraceError(
+            f"`--model` factory {spec!r} raised {type(err).__name__}: {err}"
+        ) from None
 
 
 def load_model(spec: str) -> torch.nn.Module:
@@ -125,7 +130,7 @@ def load_inputs(
             isinstance(data, torch.Tensor),
             f"`--input` must hold one tensor, got {type(data).__name__}",
         )
-        return data.to(like.dtype) if data.is_floating_point() else data
+        return data.to(like.device, like.dtype if data.is_floating_point() else data.dtype)
     assert shape is not None  # for the type checker: exactly one source is given
     try:
         T, B, I = (int(n) for n in shape.split(","))
@@ -137,6 +142,16 @@ def load_inputs(
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(T, B, I, generator=gen, dtype=like.dtype)
     return (x.transpose(0, 1) if batch_first else x).to(like.device)
+
+
+def _parse_lyapunov(value: str | None) -> int | str | None:
+    if value is None or value == "full":
+        return value
+    check(
+        value.isdigit() and int(value) >= 1,
+        f"`--lyapunov` must be a positive integer or 'full', got {value!r}",
+    )
+    return int(value)
 
 
 def trace_command(
@@ -163,25 +178,20 @@ def trace_command(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random input and Lyapunov start.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
-    as_json: Annotated[
-        bool, typer.Option("--json", help="Print one JSON object instead of a summary.")
-    ] = False,
-    plot: Annotated[
-        Path | None,
-        typer.Option("--plot", help="Write one panel per layer and direction (.png, .pdf)."),
-    ] = None,
+    as_json: Json = False,
+    plot: Plot = None,
 ) -> None:
     """Trace gradient flow through time in every nn.RNN/LSTM/GRU of a model.
 
-    Each recurrent layer is re-executed step by step from its own weights, so the curve
-    c(k) = ||dh_T/dh_k|| is exact per layer and direction, fused kernels or not.
+    Each layer is re-executed from its own weights: c(k) = ||dh_T/dh_k|| per layer, exactly.
 
-    Example: gradtrace trace --model mypkg.models:build --shape 200,8,32 --lyapunov 4
-    --plot trace.png
+    Example: gradtrace trace --model mypkg.models:build --shape 200,8,32 --plot trace.png
     """
+    check_plot(plot)
     import torch
 
-    from gradtrace.trace import trace
+    from gradtrace.plots.trace import plot_trace
+    from gradtrace.tracing import trace
 
     check(
         device in ("cpu", "cuda", "auto"), f"`--device` must be cpu, cuda or auto, got {device!r}"
@@ -196,26 +206,17 @@ def trace_command(
     first = next((p for p in net.parameters() if p.is_floating_point()), None)
     like = first if first is not None else torch.empty(0)
     x = load_inputs(input_file, shape, batch_first, like.detach(), seed)
-    k: int | str | None = lyapunov
-    if lyapunov is not None and lyapunov != "full":
-        check(
-            lyapunov.isdigit(),
-            f"`--lyapunov` must be a positive integer or 'full', got {lyapunov!r}",
-        )
-        k = int(lyapunov)
+    k = _parse_lyapunov(lyapunov)
     result = trace(net, x, module=module, metric=metric, lyapunov=k, seed=seed)
-    if plot is not None:
-        from gradtrace.plots.trace import plot_trace
-
-        plot_trace(result, plot)
-    if as_json:
-        typer.echo(json.dumps(result.to_dict(), allow_nan=False))
-        return
-    for rec in result.layers:
-        typer.echo(
+    finish(
+        result,
+        as_json=as_json,
+        plot=plot,
+        draw=plot_trace,
+        summary=lambda: "\n".join(
             f"{rec.label}: {rec.verdict}, {rec.rate_per_step:+.4g} decades/step, "
             f"horizon {rec.horizon} of {rec.steps} steps, "
             f"top Lyapunov exponent {rec.lyapunov_max:+.4g}/step"
-        )
-    if plot is not None:
-        typer.echo(f"figure: {plot}")
+            for rec in result.layers
+        ),
+    )

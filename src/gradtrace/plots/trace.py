@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from gradtrace.plots.figure import save
-from gradtrace.trace.records import LayerTrace, TraceResult
+from gradtrace.tracing.records import LayerTrace, TraceResult
 
 import matplotlib.pyplot as plt  # isort: skip  (after figure, which selects the Agg backend)
 

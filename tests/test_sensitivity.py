@@ -1,0 +1,202 @@
+"""Tests for gradtrace.tracing.sensitivity and gradtrace.tracing.stepwise.
+
+References, all float64: torch.autograd.functional.jacobian of the model's last output by its
+whole input, whose (b, :, k, b, :) blocks are dy_T/dx_k (1e-10 on log10); torch.autograd.grad
+of the loss by the input; and for a step function the cells' analytic Jacobians (independent
+of the autograd ones the trace takes) and autograd through the unrolled recurrence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from torch import Tensor, nn
+from torch.autograd.functional import jacobian
+
+from gradtrace.cells import get_cell, run_trajectory
+from gradtrace.cells.random_weights import random_weights
+from gradtrace.core.engine import contribution_curve, loss_gradient_profile
+from gradtrace.errors import GradtraceError
+from gradtrace.tracing import input_sensitivity, trace_step
+
+DTYPE = torch.float64
+T, B, IN = 6, 2, 4
+ATOL = 1e-10
+
+
+def transformer() -> nn.Module:
+    torch.manual_seed(0)
+    layer = nn.TransformerEncoderLayer(IN, 2, 8, dropout=0.0, dtype=DTYPE)
+    return nn.TransformerEncoder(layer, 2, enable_nested_tensor=False).eval()
+
+
+def fused_lstm() -> nn.Module:
+    torch.manual_seed(1)
+    return nn.LSTM(IN, 3, num_layers=2, dtype=DTYPE)  # one ATen kernel for all steps
+
+
+def conv() -> nn.Module:
+    torch.manual_seed(2)
+
+    class Temporal(nn.Module):  # a causal temporal convolution over (B, T, I)
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv1d(IN, 3, kernel_size=3, padding=2, dtype=DTYPE)
+
+        def forward(self, x: Tensor) -> Tensor:
+            return torch.tanh(self.conv(x.transpose(1, 2))[..., : x.shape[1]]).transpose(1, 2)
+
+    return Temporal()
+
+
+def inputs(batch_first: bool = False) -> Tensor:
+    x = torch.randn(T, B, IN, generator=torch.Generator().manual_seed(3), dtype=DTYPE)
+    return x.transpose(0, 1) if batch_first else x
+
+
+def first(output: object) -> Tensor:
+    return output[0] if isinstance(output, tuple) else output  # type: ignore[return-value]
+
+
+MODELS: dict[str, tuple[Callable[[], nn.Module], bool]] = {
+    "transformer-encoder": (transformer, False),
+    "fused-lstm": (fused_lstm, False),
+    "temporal-conv-batch-first": (conv, True),
+}
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_input_sensitivity_equals_autograd(name: str) -> None:
+    build, batch_first = MODELS[name]
+    model, x = build(), inputs(batch_first)
+
+    def last(x: Tensor) -> Tensor:
+        y = first(model(x))
+        return y[:, -1] if batch_first else y[-1]  # (B, O)
+
+    full = jacobian(last, x)  # (B, O, T, B, I) or (B, O, B, T, I)
+    blocks = torch.einsum("bobti->btoi" if batch_first else "botbi->btoi", full)  # (B, T, O, I)
+    expected = torch.log10(torch.linalg.matrix_norm(blocks, ord=2))  # (B, T)
+    profile = input_sensitivity(model, x, batch_first=batch_first)
+    assert profile.quantity == "dy_T/dx_k"
+    torch.testing.assert_close(profile.log10_norm, expected, atol=ATOL, rtol=0)
+
+
+def test_loss_sensitivity_equals_autograd_for_a_fused_lstm() -> None:
+    model, x = fused_lstm(), inputs()
+    target = torch.randn(T, B, 3, generator=torch.Generator().manual_seed(4), dtype=DTYPE)
+    loss_fn = nn.MSELoss()
+    leaf = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(loss_fn(model(leaf)[0], target), leaf)
+    profile = input_sensitivity(model, x, loss_fn=loss_fn, target=target)
+    assert profile.quantity == "dL/dx_k"
+    torch.testing.assert_close(
+        profile.log10_norm, torch.log10(grad.norm(dim=-1)).T, atol=ATOL, rtol=0
+    )
+
+
+@pytest.mark.parametrize("metric", ["frobenius", "maxabs"])
+def test_other_metrics_measure_the_same_blocks(metric: str) -> None:
+    model, x = fused_lstm(), inputs()
+    full = jacobian(lambda x: model(x)[0][-1], x)  # (B, O, T, B, I)
+    blocks = torch.einsum("botbi->btoi", full)
+    if metric == "maxabs":
+        expected = blocks.abs().amax(dim=(-2, -1))
+    else:
+        expected = torch.linalg.matrix_norm(blocks)
+    profile = input_sensitivity(model, x, metric=metric)
+    torch.testing.assert_close(profile.log10_norm, torch.log10(expected), atol=ATOL, rtol=0)
+
+
+# ---------------------------------------------------------------- a user's step function
+
+
+@pytest.mark.parametrize("cell_name", ["rnn", "lstm", "gru"])
+def test_step_function_trace_equals_the_analytic_cell(cell_name: str) -> None:
+    # trace_step takes autograd Jacobians of the step; the reference takes the cells'
+    # analytic ones through the same engine (1e-10).
+    cell = get_cell(cell_name)
+    weights = random_weights(cell_name, 3, IN, seed=5)
+    x = inputs()
+    h0 = torch.zeros(B, weights.state_size, dtype=DTYPE)
+    _, J = run_trajectory(cell, weights, x, h0)
+    rec = trace_step(lambda x_t, h: cell.step(weights, x_t, h), x, h0, lyapunov="full")
+    torch.testing.assert_close(rec.log10_norm, contribution_curve(J).log10_norm, atol=ATOL, rtol=0)
+    assert rec.lyapunov is not None
+    assert rec.lyapunov.exponents.shape == (B, weights.state_size)
+
+
+def test_step_function_curve_and_loss_profile_equal_autograd_through_the_unrolled_map() -> None:
+    # A leaky recurrence no cell implements; reference: autograd Jacobian of h_T by h_k through
+    # the unrolled steps, and the engine's loss profile from the analytic-free dL/dh_T.
+    gen = torch.Generator().manual_seed(6)
+    W = torch.randn(3, 3, generator=gen, dtype=DTYPE)
+    U = torch.randn(3, IN, generator=gen, dtype=DTYPE)
+
+    def step(x_t: Tensor, h: Tensor) -> Tensor:
+        return 0.7 * h + 0.5 * torch.tanh(h @ W.T + x_t @ U.T)
+
+    x, h0 = inputs(), torch.full((B, 3), 0.1, dtype=DTYPE)
+    states = [h0]
+    for x_t in x:
+        states.append(step(x_t, states[-1]))
+    curve = []
+    for k in range(T):
+
+        def unrolled(h: Tensor, k: int = k) -> Tensor:
+            for x_t in x[k:]:
+                h = step(x_t, h)
+            return h
+
+        J = torch.einsum("bibj->bij", jacobian(unrolled, states[k]))
+        curve.append(torch.log10(torch.linalg.matrix_norm(J, ord=2)))
+    loss_fn = lambda h: h.pow(2).sum()  # noqa: E731
+    rec = trace_step(step, x, h0, loss_fn=loss_fn)
+    torch.testing.assert_close(rec.log10_norm, torch.stack(curve, 1), atol=ATOL, rtol=0)
+    h_T = states[-1].clone().requires_grad_(True)
+    (g_T,) = torch.autograd.grad(loss_fn(h_T), h_T)
+    step_J = torch.stack(
+        [
+            torch.einsum("bibj->bij", jacobian(lambda h, t=t: step(x[t], h), states[t]))
+            for t in range(T)
+        ]
+    )
+    expected = loss_gradient_profile(step_J, g_T).log10_norm
+    assert rec.loss_grad_log10 is not None
+    torch.testing.assert_close(rec.loss_grad_log10, expected, atol=ATOL, rtol=0)
+
+
+# ---------------------------------------------------------------- refusals
+
+REFUSALS: dict[str, tuple[Callable[[], object], str]] = {
+    "token-ids": (
+        lambda: input_sensitivity(fused_lstm(), torch.zeros(T, B, IN, dtype=torch.long)),
+        "must be floating point",
+    ),
+    "two-dimensional": (
+        lambda: input_sensitivity(fused_lstm(), torch.zeros(T, IN, dtype=DTYPE)),
+        r"must have shape \(T, B, I\)",
+    ),
+    "non-finite": (
+        lambda: input_sensitivity(fused_lstm(), inputs() / 0.0),
+        "must be finite",
+    ),
+    "batch-mismatch": (
+        lambda: input_sensitivity(fused_lstm(), inputs(), output=lambda y: y[-1, :1]),
+        r"y_T of shape \(B = 2, O\)",
+    ),
+    "step-changes-shape": (
+        lambda: trace_step(lambda x, h: h[:, :1], inputs(), torch.zeros(B, 3, dtype=DTYPE)),
+        "`step` must return the state's shape",
+    ),
+}
+
+
+@pytest.mark.parametrize("name", REFUSALS)
+def test_bad_input_is_refused_in_one_sentence(name: str) -> None:
+    call, message = REFUSALS[name]
+    with pytest.raises(GradtraceError, match=message) as err:
+        call()
+    assert "\n" not in str(err.value)

@@ -1,0 +1,198 @@
+"""Tests for `gradtrace trace` (gradtrace.cli.trace).
+
+The command runs in a typer app built here, the way gradtrace.cli.main registers it, and
+`invoke` mirrors main.run: a GradtraceError becomes exit status 2 with one line. References:
+the library's `trace` on the same model and input (the JSON must round-trip to equal curves).
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import typer
+from torch import nn
+
+from gradtrace.cli.trace import trace_command
+from gradtrace.errors import GradtraceError
+from gradtrace.tracing import TraceResult, trace
+
+DTYPE = torch.float64
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+app.command("trace")(trace_command)
+app.command("noop")(lambda: None)  # a second command keeps `trace` a subcommand
+
+
+def invoke(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """Run the app like gradtrace.cli.main.run; return (exit status, stdout or the error)."""
+    try:
+        app(args=args, standalone_mode=False)
+    except GradtraceError as err:
+        return 2, str(err)
+    return 0, capsys.readouterr().out
+
+
+FACTORY = """
+    import torch
+    from torch import nn
+
+    class Model(nn.Module):
+        def __init__(self):
+            super().__init__()
+            torch.manual_seed(0)
+            self.gru = nn.GRU(3, 4, num_layers=2, bidirectional=True, batch_first=True,
+                              dtype=torch.float64)
+            self.head = nn.Linear(8, 1, dtype=torch.float64)
+
+        def forward(self, x):
+            return self.head(self.gru(x)[0])
+
+    def build():
+        return Model()
+
+    def linear():
+        return nn.Linear(3, 1)
+"""
+
+
+@pytest.fixture
+def factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    (tmp_path / "tracecli_models.py").write_text(textwrap.dedent(FACTORY))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "tracecli_models:build"
+
+
+def test_factory_model_with_random_input_prints_json_equal_to_the_library(
+    factory: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["trace", "--model", factory, "--shape", "6,2,3", "--batch-first", "--json"]
+    code, out = invoke([*args, "--lyapunov", "2", "--seed", "3"], capsys)
+    assert code == 0
+    result = TraceResult.from_dict(json.loads(out))
+    from tracecli_models import build  # type: ignore[import-not-found]
+
+    x = torch.randn(6, 2, 3, generator=torch.Generator().manual_seed(3), dtype=DTYPE)
+    expected = trace(build(), x.transpose(0, 1), lyapunov=2, seed=3)
+    assert len(result.layers) == 4
+    for got, want in zip(result.layers, expected.layers, strict=True):
+        torch.testing.assert_close(got.log10_norm, want.log10_norm, atol=0, rtol=0)
+        assert got.lyapunov is not None and want.lyapunov is not None
+        torch.testing.assert_close(got.lyapunov.exponents, want.lyapunov.exponents)
+
+
+def test_saved_module_with_npy_input_prints_a_summary_and_a_figure(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The figure is a smoke check: it is written and is a PNG.
+    torch.manual_seed(1)
+    torch.save(nn.LSTM(3, 4, proj_size=2, dtype=DTYPE), tmp_path / "lstm.pt")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).normal(size=(8, 2, 3)))
+    plot = tmp_path / "trace.png"
+    code, out = invoke(
+        [
+            "trace",
+            "--model",
+            str(tmp_path / "lstm.pt"),
+            "--input",
+            str(tmp_path / "x.npy"),
+            "--plot",
+            str(plot),
+        ],
+        capsys,
+    )
+    assert code == 0
+    assert out.startswith("lstm layer 0 forward: ")
+    assert "horizon" in out and f"figure: {plot}" in out
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_torchscript_lstm_is_traced_like_its_eager_original(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    torch.manual_seed(2)
+    lstm = nn.LSTM(3, 4, num_layers=2, dtype=DTYPE)
+    with warnings.catch_warnings():  # torch 2.13 marks torch.jit deprecated
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.script(lstm).save(str(tmp_path / "lstm_ts.pt"))
+    x = torch.randn(5, 2, 3, dtype=DTYPE)
+    torch.save(x, tmp_path / "x.pt")
+    args = ["trace", "--model", str(tmp_path / "lstm_ts.pt"), "--input", str(tmp_path / "x.pt")]
+    code, out = invoke([*args, "--json"], capsys)
+    assert code == 0
+    result = TraceResult.from_dict(json.loads(out))
+    for got, want in zip(result.layers, trace(lstm, x).layers, strict=True):
+        torch.testing.assert_close(got.log10_norm, want.log10_norm, atol=0, rtol=0)
+
+
+def test_help_has_an_example(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        app(args=["trace", "--help"], standalone_mode=True)
+    out = capsys.readouterr().out
+    assert "Example: gradtrace trace --model" in out
+    assert "weights_only=False" in out
+
+
+def _nan_file(tmp_path: Path) -> str:
+    x = np.zeros((4, 1, 3))
+    x[1, 0, 2] = np.nan
+    np.save(tmp_path / "nan.npy", x)
+    return str(tmp_path / "nan.npy")
+
+
+REFUSALS = {
+    "factory-does-not-import": (
+        ["--model", "no_such_pkg.models:build", "--shape", "4,1,3"],
+        "factory module 'no_such_pkg.models' could not be imported",
+    ),
+    "factory-not-defined": (
+        ["--model", "tracecli_models:missing", "--shape", "4,1,3"],
+        "names 'missing', which 'tracecli_models' does not define as callable",
+    ),
+    "factory-raises": (
+        ["--model", "torch.nn:Linear", "--shape", "4,1,3"],
+        "factory 'torch.nn:Linear' raised TypeError",
+    ),
+    "bad-plot-suffix": (
+        ["--model", "tracecli_models:build", "--shape", "4,1,3", "--plot", "out.jpg"],
+        "`--plot` must end in .png, .pdf, .svg",
+    ),
+    "missing-file": (
+        ["--model", "nowhere.pt", "--shape", "4,1,3"],
+        "must be an existing file or package.module:factory",
+    ),
+    "no-recurrent-module": (
+        ["--model", "tracecli_models:linear", "--shape", "4,1,3"],
+        "holds no nn.RNN, nn.LSTM or nn.GRU",
+    ),
+    "feature-size-mismatch": (
+        ["--model", "tracecli_models:build", "--shape", "4,1,5", "--batch-first"],
+        "with 5 features, but it expects input_size = 3",
+    ),
+    "bad-shape": (["--model", "tracecli_models:build", "--shape", "4,1"], "three positive"),
+    "both-inputs": (
+        ["--model", "tracecli_models:build", "--shape", "4,1,3", "--input", "x.npy"],
+        "exactly one of `--input FILE` and `--shape T,B,I`, got both",
+    ),
+    "bad-lyapunov": (
+        ["--model", "tracecli_models:build", "--shape", "4,1,3", "--lyapunov", "two"],
+        "`--lyapunov` must be a positive integer or 'full'",
+    ),
+    "non-finite-input": (["--model", "tracecli_models:build", "--input", "NAN"], "finite"),
+}
+
+
+@pytest.mark.parametrize("name", REFUSALS)
+def test_bad_input_exits_2_with_one_sentence(
+    name: str, factory: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args, message = REFUSALS[name]
+    args = [_nan_file(tmp_path) if a == "NAN" else a for a in args]
+    code, error = invoke(["trace", *args], capsys)
+    assert code == 2
+    assert message in error
+    assert "\n" not in error

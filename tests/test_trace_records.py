@@ -1,0 +1,140 @@
+"""Tests for gradtrace.tracing.records: the JSON form is strict JSON and loses nothing.
+
+Reference: the record itself. After to_dict -> json.dumps(allow_nan=False) -> json.loads ->
+from_dict every tensor is bit-for-bit equal (NaN where NaN) and every other field equal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from gradtrace.core.lyapunov import LyapunovSpectrum
+from gradtrace.errors import GradtraceError
+from gradtrace.tracing import SensitivityProfile, TraceResult, input_sensitivity, trace
+from gradtrace.tracing.codec import decode_float, encode_float
+from gradtrace.tracing.records import FORMAT, LayerTrace
+
+DTYPE = torch.float64
+
+
+def through_json(data: dict[str, object]) -> dict[str, object]:
+    return json.loads(json.dumps(data, allow_nan=False))
+
+
+def assert_same(a: object, b: object) -> None:
+    """Field by field: tensors bit-for-bit (NaN equal), floats with NaN equal, rest by ==."""
+    if isinstance(a, Tensor):
+        assert isinstance(b, Tensor) and a.shape == b.shape and a.dtype == b.dtype
+        assert torch.equal(a.isnan(), b.isnan())
+        assert torch.equal(torch.nan_to_num(a, nan=0.0), torch.nan_to_num(b, nan=0.0))
+    elif isinstance(a, float) and math.isnan(a):
+        assert isinstance(b, float) and math.isnan(b)
+    elif dataclasses.is_dataclass(a) and not isinstance(a, type):
+        assert type(a) is type(b)
+        for f in dataclasses.fields(a):
+            assert_same(getattr(a, f.name), getattr(b, f.name))
+    elif isinstance(a, tuple | list):
+        assert isinstance(b, tuple | list) and len(a) == len(b)
+        for x, y in zip(a, b, strict=True):
+            assert_same(x, y)
+    elif isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys()
+        for key in a:
+            assert_same(a[key], b[key])
+    else:
+        assert a == b
+
+
+def lstm_trace() -> TraceResult:
+    torch.manual_seed(0)
+    lstm = nn.LSTM(3, 4, num_layers=2, bidirectional=True, dtype=DTYPE)
+    x = torch.randn(7, 2, 3, dtype=DTYPE)
+    return trace(lstm, x, loss_fn=lambda y: y.pow(2).mean(), lyapunov=3)
+
+
+def dead_relu_trace() -> TraceResult:
+    # A relu RNN whose units all die after one step: exact zeros, so log10 c(k) = -inf.
+    rnn = nn.RNN(2, 3, nonlinearity="relu", dtype=DTYPE)
+    with torch.no_grad():
+        rnn.weight_hh_l0.fill_(-1.0)
+        rnn.weight_ih_l0.zero_()
+        rnn.bias_ih_l0.fill_(-1.0)
+        rnn.bias_hh_l0.zero_()
+    return trace(rnn, torch.randn(4, 1, 2, dtype=DTYPE), metric="frobenius")
+
+
+@pytest.mark.parametrize(
+    "build", [lstm_trace, dead_relu_trace], ids=["lstm-2layer-bidir", "dead-relu"]
+)
+def test_trace_round_trips_through_json(build: object) -> None:
+    result = build()  # type: ignore[operator]
+    back = TraceResult.from_dict(through_json(result.to_dict()))
+    assert_same(result, back)
+
+
+def test_non_finite_values_are_written_as_named_strings() -> None:
+    data = dead_relu_trace().to_dict()
+    assert "-Infinity" in data["layers"][0]["log10_norm"]["data"]
+    assert [encode_float(v) for v in (math.inf, -math.inf, math.nan, 1.5)] == [
+        "Infinity",
+        "-Infinity",
+        "NaN",
+        1.5,
+    ]
+    assert math.isnan(decode_float("NaN") or 0.0)
+
+
+def test_a_hand_built_record_with_every_optional_field_round_trips() -> None:
+    rec = dataclasses.replace(
+        lstm_trace().layers[0],
+        gamma=None,
+        sigma_max=math.nan,
+        lyapunov=LyapunovSpectrum(
+            torch.tensor([[math.inf]], dtype=DTYPE), torch.zeros(0, 1, 1, dtype=DTYPE)
+        ),
+        cell_path_log10=None,
+        loss_grad_log10=None,
+    )
+    assert_same(rec, LayerTrace.from_dict(through_json(rec.to_dict())))
+
+
+def test_sensitivity_profile_round_trips() -> None:
+    torch.manual_seed(1)
+    profile = input_sensitivity(nn.GRU(3, 2, dtype=DTYPE), torch.randn(5, 2, 3, dtype=DTYPE))
+    assert_same(profile, SensitivityProfile.from_dict(through_json(profile.to_dict())))
+
+
+def test_find_returns_the_named_layer_and_refuses_a_missing_one() -> None:
+    result = lstm_trace()
+    assert result.find(layer=1, direction="reverse").label == "lstm layer 1 reverse"
+    with pytest.raises(GradtraceError, match="no traced layer matches layer=2"):
+        result.find(layer=2)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {
+                "format": "other/1",
+                "metric": "spectral",
+                "input_shape": [],
+                "loss": None,
+                "layers": [],
+            },
+            f"must be a {FORMAT} record",
+        ),
+        ({"format": FORMAT}, "is missing the keys"),
+        ([], "must be a dict"),
+    ],
+    ids=["wrong-format", "missing-keys", "not-a-dict"],
+)
+def test_malformed_records_are_refused(data: object, message: str) -> None:
+    with pytest.raises(GradtraceError, match=message):
+        TraceResult.from_dict(data)  # type: ignore[arg-type]
