@@ -30,6 +30,7 @@ test: lint types pytest
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_curve.py
+	$(BIN)/python benchmarks/bench_trace.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
