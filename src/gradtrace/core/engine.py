@@ -72,11 +72,14 @@ class GradientProfile:
 
 
 def check_jacobians(jacobians: Tensor, name: str = "jacobians") -> Tensor:
-    """Validate step Jacobians and return them as (T, B, S, S).
+    """Validate the shape of step Jacobians and return them as (T, B, S, S).
+
+    Finiteness is checked on the results instead (`_refuse_non_finite`): a NaN or Inf entry
+    always turns the sweep's output NaN, and a separate pass over (T, B, S, S) would cost as
+    much memory traffic as the sweep itself.
 
     Raises:
-        GradtraceError: on a wrong number of dimensions, non-square blocks, T = 0 or
-            non-finite entries.
+        GradtraceError: on a wrong number of dimensions, non-square blocks or T = 0.
     """
     check(
         isinstance(jacobians, Tensor),
@@ -95,9 +98,23 @@ def check_jacobians(jacobians: Tensor, name: str = "jacobians") -> Tensor:
         jacobians.is_floating_point(),
         f"`{name}` must be a floating-point tensor, got dtype {jacobians.dtype}",
     )
-    bad = int((~torch.isfinite(jacobians)).sum())
-    check(bad == 0, f"`{name}` must be finite, got {bad} NaN/Inf entries")
     return jacobians if jacobians.ndim == 4 else jacobians.unsqueeze(1)  # (T, B, S, S)
+
+
+def _refuse_non_finite(result: Tensor, jacobians: Tensor, name: str = "jacobians") -> None:
+    """Raise if `result` shows what only non-finite Jacobians produce (NaN or +inf).
+
+    With finite Jacobians every renormalised quantity is finite, or -inf for an exactly zero
+    product, so only then is the full pass over the Jacobians paid for, to name the count.
+    """
+    if bool(torch.isnan(result).any() or (result == math.inf).any()):
+        bad = int((~torch.isfinite(jacobians)).sum())
+        check(bad == 0, f"`{name}` must be finite, got {bad} NaN/Inf entries")
+
+
+def _chunk(size: int) -> int:
+    """Products measured in one batched metric call: fewer the larger each product is."""
+    return max(1, min(_CHUNK, 2**16 // size**2))
 
 
 def _metric(products: Tensor, metric: str) -> Tensor:
@@ -201,11 +218,13 @@ def contribution_curve(
     carried = torch.eye(S, dtype=J.dtype, device=J.device).expand(B, S, S)  # ds_T/ds_T
     carried_scale = torch.zeros(B, dtype=torch.float64, device=J.device)
     pending: list[tuple[int, Tensor, Tensor]] = []
+    chunk = _chunk(S)
 
     def flush() -> None:
         stops = [start for start, _, _ in pending]
-        products = torch.cat([p for _, p, _ in pending])  # (N, B, S, S)
-        scales = torch.cat([s for _, _, s in pending])  # (N, B)
+        products = pending[0][1] if len(pending) == 1 else torch.cat([p for _, p, _ in pending])
+        scales = pending[0][2] if len(pending) == 1 else torch.cat([s for _, _, s in pending])
+        _refuse_non_finite(scales, J)  # before a decomposition chokes on NaN
         if whole and metric == "maxabs":  # already 1 after normalising, or 0
             values = (products.abs().amax(dim=(-2, -1)) > 0).to(torch.float64)
         else:
@@ -220,13 +239,44 @@ def contribution_curve(
         products, extra = _normalise(carried.unsqueeze(0) @ R[b])  # (m, B, S, S): P_k, k in b
         scales = carried_scale + R_scale[b] + extra  # (m, B)
         pending.append((b * m, products, scales))
-        if len(pending) * m >= _CHUNK:
+        if len(pending) * m >= chunk:
             flush()
         carried, carried_scale = products[0], scales[0]
     if pending:
         flush()
+    _refuse_non_finite(out, J)
     log10 = out[pad:].T  # (B, T)
     return ContributionCurve(log10[0] if jacobians.ndim == 3 else log10, metric)
+
+
+def diagonal_curve(diagonals: Tensor, metric: str = "spectral") -> ContributionCurve:
+    """c(k) for diagonal step Jacobians J_t = diag(d_t), in O(T S) rather than O(T S^3).
+
+    The product is diag(prod_{t>k} d_t), so log|entry i| is a suffix sum of log|d_t,i|: the
+    spectral and max-abs norms are its largest entry, the Frobenius norm its root sum of
+    squares. This is the LSTM's cell-state path, dc_t/dc_{t-1} = diag(f_t).
+
+    Args:
+        diagonals: d_1..d_T, (T, S) or batched (T, B, S).
+        metric: "spectral", "frobenius" or "maxabs".
+
+    Returns:
+        A `ContributionCurve` with `log10_norm` of shape (T,) or (B, T).
+    """
+    check(metric in METRICS, f"`metric` must be one of {', '.join(METRICS)}, got {metric!r}")
+    check(
+        isinstance(diagonals, Tensor) and diagonals.ndim in (2, 3) and diagonals.shape[0] >= 1,
+        "`diagonals` must have shape (T, S) or (T, B, S) with T >= 1, got "
+        f"{tuple(diagonals.shape) if isinstance(diagonals, Tensor) else type(diagonals)}",
+    )
+    logs = torch.log10(diagonals.abs().to(torch.float64))  # (T, [B,] S)
+    suffix = torch.flip(torch.cumsum(torch.flip(logs, [0]), 0), [0])  # sum over t >= k+1
+    if metric == "frobenius":
+        curve = 0.5 * torch.logsumexp(2 * _LN10 * suffix, dim=-1) / _LN10
+    else:
+        curve = suffix.amax(dim=-1)  # (T, [B])
+    _refuse_non_finite(curve, diagonals, "diagonals")
+    return ContributionCurve(curve.T if curve.ndim == 2 else curve, metric)
 
 
 def loss_gradient_profile(
@@ -254,7 +304,7 @@ def loss_gradient_profile(
         f"got {tuple(grad_last.shape) if isinstance(grad_last, Tensor) else type(grad_last)}",
     )
     bad = int((~torch.isfinite(grad_last)).sum())
-    check(bad == 0, f"`grad_last` must be finite, got {bad} NaN/Inf entries")
+    check(bad == 0, f"`grad_last` must be finite, got {bad} NaN/Inf entries")  # only S numbers
     m = _block_size(B, S) if S > 1 else 32
     R, R_scale, pad = _block_suffix_products(J, m)
     g = grad_last.reshape(1, B, 1, S).to(dtype=J.dtype, device=J.device)  # (1, B, 1, S)
@@ -268,6 +318,7 @@ def loss_gradient_profile(
         g, scale = rows[:1], block_scale[:1]
     direction = torch.stack(directions[::-1])[pad:]  # (T+1, B, S)
     log_e = torch.stack(logs[::-1])[pad:]  # (T+1, B)
+    _refuse_non_finite(log_e, J)
     norms = torch.linalg.vector_norm(direction, dim=-1).to(torch.float64)  # (T+1, B)
     log10 = (log_e / _LN10 + torch.log10(norms)).T  # (B, T+1)
     vectors = None

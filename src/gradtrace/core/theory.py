@@ -77,14 +77,13 @@ def step_norm_kind(jacobians: Tensor) -> str:
 
 
 def _step_norms(jacobians: Tensor) -> Tensor:
-    J = jacobians.to(torch.float64)
     if step_norm_kind(jacobians) == "exact":
-        return torch.linalg.matrix_norm(J, ord=2)
-    frobenius = torch.linalg.matrix_norm(J, ord="fro")
-    holder = torch.sqrt(
-        torch.linalg.matrix_norm(J, ord=1) * torch.linalg.matrix_norm(J, ord=math.inf)
-    )
-    return torch.minimum(frobenius, holder)
+        return torch.linalg.matrix_norm(jacobians.to(torch.float64), ord=2)
+    J = jacobians  # in its own dtype: a float64 copy of a large stack costs more than the norms
+    frobenius = torch.linalg.matrix_norm(J, ord="fro").to(torch.float64)
+    one = torch.linalg.matrix_norm(J, ord=1).to(torch.float64)
+    inf = torch.linalg.matrix_norm(J, ord=math.inf).to(torch.float64)
+    return torch.minimum(frobenius, torch.sqrt(one * inf))
 
 
 def norm_product_bound_log10(jacobians: Tensor, metric: str) -> Tensor:

@@ -1,0 +1,103 @@
+"""The README's examples run as written: every ```python block and every `gradtrace` command.
+
+The files the commands name (my_rnn.npz, mypkg/models.py, model.pt, x.npy) are created first
+in a scratch folder, so each command runs for real; `gradtrace demo` is left to test_cli.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from gradtrace.cli.main import run
+
+README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+BLOCKS = re.findall(r"```(\w*)\n(.*?)```", README, flags=re.S)
+PYTHON = [code for lang, code in BLOCKS if lang == "python"]
+SKIPPED = ("gradtrace demo",)  # the whole tour: test_cli runs it
+
+
+def _commands() -> list[str]:
+    lines: list[str] = []
+    for lang, code in BLOCKS:
+        if lang:
+            continue
+        for line in code.replace("\\\n", " ").splitlines():
+            line = line.split(" #")[0].strip()
+            if line.startswith("gradtrace ") and not line.startswith(SKIPPED):
+                lines.append(line)
+    return lines
+
+
+COMMANDS = _commands()
+
+
+def _write_inputs(folder: Path) -> None:
+    rng = np.random.default_rng(0)
+    H, I, T = 6, 3, 15
+    np.savez(
+        folder / "my_rnn.npz",
+        W_hh=rng.normal(size=(H, H)) / H**0.5,
+        W_hx=rng.normal(size=(H, I)),
+        b=rng.normal(size=H),
+        x=rng.normal(size=(T, I)),
+        h=rng.normal(size=(T, H)),
+    )
+    (folder / "mypkg").mkdir()
+    (folder / "mypkg" / "__init__.py").write_text("")
+    (folder / "mypkg" / "models.py").write_text(
+        "import torch\n\n\ndef build():\n    return torch.nn.GRU(32, 16, num_layers=2)\n"
+    )
+    torch.save(torch.nn.LSTM(4, 8), folder / "model.pt")
+    np.save(folder / "x.npy", rng.normal(size=(20, 2, 4)).astype(np.float32))
+
+
+@pytest.fixture
+def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    _write_inputs(tmp_path)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield tmp_path
+    sys.modules.pop("mypkg.models", None)
+    sys.modules.pop("mypkg", None)
+
+
+def test_the_readme_has_examples_to_run() -> None:
+    assert len(PYTHON) >= 2
+    assert len(COMMANDS) >= 8
+
+
+@pytest.mark.parametrize("code", PYTHON, ids=[f"python-{i}" for i in range(len(PYTHON))])
+def test_python_block_runs(code: str, scratch: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    namespace: dict[str, Any] = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    # Every name a block promises to produce is there and real.
+    if "report" in namespace:
+        assert namespace["report"].verdict in ("vanishing", "exploding", "neutral")
+    if "result" in namespace:
+        assert len(namespace["result"].layers) == 4  # 2 layers x 2 directions of the LSTM
+    if "profile" in namespace:
+        assert namespace["profile"].log10_norm.shape == (4, 50)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_command_runs(command: str, scratch: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    words = shlex.split(command)[1:]
+    redirect = words.index(">") if ">" in words else None
+    if redirect is not None:
+        words = words[:redirect]
+    try:
+        run(words)
+    except SystemExit as done:  # run() exits only on an error
+        pytest.fail(f"{command!r} exited with {done.code}: {capsys.readouterr().err}")
+    out = capsys.readouterr().out
+    assert out.strip()
+    for plot in (w for w in words if w.endswith(".png")):
+        assert (scratch / plot).stat().st_size > 1000
