@@ -53,6 +53,9 @@ EXAMPLES: dict[str, CurveConfig] = {
     "lstm_default_trajectory": CurveConfig(cell="lstm", hidden=32, steps=300, seed=0),
 }
 
+# Lines run_demo yields: a header, each example, the MLP, four dynamics stops, a footer.
+TOUR_STOPS = len(EXAMPLES) + 7
+
 
 def _write(out: Path, name: str, record: dict[str, Any]) -> Path:
     path = out / f"{name}.json"

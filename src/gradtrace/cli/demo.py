@@ -15,7 +15,28 @@ def demo(
 
     Example: gradtrace demo --out out/demo
     """
-    from gradtrace.demo import run_demo
+    import sys
 
-    for line in run_demo(out):
-        typer.echo(line)
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from gradtrace.demo import TOUR_STOPS, run_demo
+
+    # A bar only on a terminal; each line then prints above it. Piped output stays plain lines.
+    bar = Progress(
+        TextColumn("tour"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=Console(),
+        transient=True,
+        disable=not sys.stdout.isatty(),
+    )
+    with bar:
+        task = bar.add_task("tour", total=TOUR_STOPS)
+        for line in run_demo(out):
+            if bar.disable:
+                typer.echo(line)
+            else:
+                bar.console.print(line, markup=False, highlight=False, soft_wrap=True)
+            bar.advance(task)
