@@ -137,7 +137,7 @@ def _metric(products: Tensor, metric: str) -> Tensor:
 
 def _normalise(products: Tensor) -> tuple[Tensor, Tensor]:
     """Divide each matrix of (..., S, S) by its largest |entry|; return it and ln(that entry)."""
-    peak = products.abs().amax(dim=(-2, -1))  # (...)
+    peak = torch.linalg.vector_norm(products, ord=math.inf, dim=(-2, -1))  # (...): max |entry|
     scaled = products / torch.where(peak > 0, peak, 1).unsqueeze(-1).unsqueeze(-1)
     return scaled, torch.log(peak.to(torch.float64))
 
@@ -225,8 +225,8 @@ def contribution_curve(
         products = pending[0][1] if len(pending) == 1 else torch.cat([p for _, p, _ in pending])
         scales = pending[0][2] if len(pending) == 1 else torch.cat([s for _, _, s in pending])
         _refuse_non_finite(scales, J)  # before a decomposition chokes on NaN
-        if whole and metric == "maxabs":  # already 1 after normalising, or 0
-            values = (products.abs().amax(dim=(-2, -1)) > 0).to(torch.float64)
+        if whole and metric == "maxabs":  # 1 after normalising, or 0 when the scale is -inf
+            values = torch.ones_like(scales)
         else:
             # A block can be tiny next to the whole product: rescale it before squaring it.
             part, part_scale = _normalise(products[..., rows or slice(None), cols or slice(None)])
