@@ -48,6 +48,15 @@ def _panel(ax: Any, rec: LayerTrace) -> None:
     if rec.cell_path_log10 is not None:
         path = _finite(rec.cell_path_log10.mean(dim=0))
         ax.plot(k, path, color="tab:green", lw=1.3, label="cell path prod diag(f_t)")
+    if rec.loss_grad_log10 is not None:  # k = 0..T: one point more than the curve
+        grad = _finite(rec.loss_grad_log10.reshape(-1, rec.steps + 1).mean(dim=0))
+        ax.plot(
+            np.arange(rec.steps + 1),
+            grad,
+            color="tab:purple",
+            lw=1.3,
+            label="||dL/dh_k|| (whole model)",
+        )
     if rec.horizon < rec.steps:
         ax.axvline(rec.steps - rec.horizon, color="grey", ls=":", lw=1, label="memory horizon")
     ax.set_ylim(*_limits(mean, bound))
