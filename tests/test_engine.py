@@ -29,11 +29,11 @@ from gradtrace.cells import GRUWeights, LSTMWeights, RNNWeights, get_cell, run_t
 from gradtrace.core.activations import ACTIVATIONS
 from gradtrace.core.engine import (
     METRICS,
-    _block_size,
+    block_size,
     contribution_curve,
     diagonal_curve,
-    loss_gradient_profile,
 )
+from gradtrace.core.gradient_profile import loss_gradient_profile
 from gradtrace.errors import GradtraceError
 
 DTYPE = torch.float64
@@ -83,7 +83,7 @@ PRODUCT_PROBLEMS = [
 def test_curve_equals_explicit_products(
     T: int, B: int | None, S: int, rows: slice | None, cols: slice | None, block: int, metric: str
 ) -> None:
-    assert _block_size(B or 1, S) == block  # the regime this problem is meant to exercise
+    assert block_size(B or 1, S) == block  # the regime this problem is meant to exercise
     J = gaussian_jacobians(T, B, S, seed=T + S)
     P = explicit_products(J)[..., rows or slice(None), cols or slice(None)]
     expected = torch.log10(REFERENCE_METRICS[metric](P))  # (T,) or (T, B)
@@ -392,3 +392,15 @@ def test_diagonal_curve_equals_the_dense_engine(metric: str, batched: bool) -> N
     dense = contribution_curve(torch.diag_embed(d), metric).log10_norm
     fast = diagonal_curve(d, metric).log10_norm
     torch.testing.assert_close(fast, dense, atol=1e-10, rtol=0)
+
+
+@pytest.mark.parametrize("second", [0.0, 1e-3], ids=["zero", "tiny"])
+def test_gradient_vectors_are_inf_or_zero_never_nan_under_a_huge_scale(second: float) -> None:
+    # Regression: the vectors were direction * exp(scale), which gave 0 * inf = NaN in float32.
+    J = torch.diag(torch.tensor([10.0, second])).expand(40, 2, 2).to(torch.float32)
+    vectors = loss_gradient_profile(J, torch.ones(2), return_vectors=True).vectors
+    assert vectors is not None
+    assert not bool(torch.isnan(vectors).any())
+    assert float(vectors[0, 0]) == math.inf  # 10^40 overflows float32
+    assert float(vectors[0, 1]) == 0.0  # second^40 underflows (or is 0)
+    assert float(vectors[39, 1]) == pytest.approx(second)  # one step back: exact

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from gradtrace.dynamics.fixed_points import box_starts, classify, find_fixed_points
+from gradtrace.core.fixed_points import box_starts, classify, find_fixed_points
 from gradtrace.errors import GradtraceError
 
 F64 = torch.float64

@@ -17,7 +17,8 @@ from torch.autograd.functional import jacobian
 
 from gradtrace.cells import get_cell, run_trajectory
 from gradtrace.cells.random_weights import random_weights
-from gradtrace.core.engine import contribution_curve, loss_gradient_profile
+from gradtrace.core.engine import contribution_curve
+from gradtrace.core.gradient_profile import loss_gradient_profile
 from gradtrace.errors import GradtraceError
 from gradtrace.tracing import input_sensitivity, trace_step
 

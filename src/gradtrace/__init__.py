@@ -46,9 +46,9 @@ _EXPORTS = {
     "repeated_derivative": "gradtrace.core.closed_forms",
     "univariate_gradient": "gradtrace.core.closed_forms",
     "ContributionCurve": "gradtrace.core.engine",
-    "GradientProfile": "gradtrace.core.engine",
+    "GradientProfile": "gradtrace.core.gradient_profile",
     "contribution_curve": "gradtrace.core.engine",
-    "loss_gradient_profile": "gradtrace.core.engine",
+    "loss_gradient_profile": "gradtrace.core.gradient_profile",
     "LyapunovSpectrum": "gradtrace.core.lyapunov",
     "lyapunov_spectrum": "gradtrace.core.lyapunov",
     "parse_spectrum": "gradtrace.core.weights",
@@ -74,12 +74,8 @@ if TYPE_CHECKING:
         repeated_derivative,
         univariate_gradient,
     )
-    from gradtrace.core.engine import (
-        ContributionCurve,
-        GradientProfile,
-        contribution_curve,
-        loss_gradient_profile,
-    )
+    from gradtrace.core.engine import ContributionCurve, contribution_curve
+    from gradtrace.core.gradient_profile import GradientProfile, loss_gradient_profile
     from gradtrace.core.lyapunov import LyapunovSpectrum, lyapunov_spectrum
     from gradtrace.core.weights import parse_spectrum
     from gradtrace.errors import GradtraceError

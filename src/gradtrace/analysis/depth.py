@@ -24,7 +24,8 @@ import torch
 from torch import Tensor
 
 from gradtrace.core.activations import get_activation
-from gradtrace.core.engine import loss_gradient_profile
+from gradtrace.core.engine import suffix_sum
+from gradtrace.core.gradient_profile import loss_gradient_profile
 from gradtrace.core.theory import matrix_spectrum
 from gradtrace.errors import check
 
@@ -171,7 +172,7 @@ def depth_profile(
     batch_norm = 0.5 * torch.logsumexp(2 * per_sample * math.log(10), dim=0) / math.log(10)
     sigma = torch.tensor([matrix_spectrum(W).sigma_max for W in mlp.W], dtype=torch.float64)
     step = torch.log10(act.gamma * sigma)  # (L,)
-    suffix = torch.flip(torch.cumsum(torch.flip(step, [0]), 0), [0])  # sum over m > l
+    suffix = suffix_sum(step)  # (L,): sum over m > l
     bound = batch_norm[-1] + torch.cat([suffix, torch.zeros(1, dtype=torch.float64)])
     return DepthProfile(
         mlp.activation, init, H, batch, batch_norm.cpu(), sigma, act.gamma, bound.cpu()

@@ -16,8 +16,8 @@ steps neither underflow nor overflow, in float32 or float64. The precision of lo
 of one matrix product in the Jacobians' dtype (about 1e-6 relative per step in float32, 1e-15 in
 float64), accumulated additively over the steps; an exactly zero product gives -inf.
 
-The loss-gradient profile is the same sweep applied to a vector: g_{k-1} = J_k^T g_k with
-g_T = dL/ds_T, which costs O(T S^2).
+The loss-gradient profile (`gradtrace.core.gradient_profile`) is the same sweep applied to a
+vector: g_{k-1} = J_k^T g_k with g_T = dL/ds_T, which costs O(T S^2).
 
 Small states: when B S^3 <= 48^3 the per-step cost is Python's overhead, not arithmetic, so
 steps are grouped into blocks of 32 whose suffix products come from a parallel (Hillis-Steele)
@@ -63,20 +63,6 @@ class ContributionCurve:
         return torch.arange(self.steps)
 
 
-@dataclass(frozen=True)
-class GradientProfile:
-    """log10 ||dL/ds_k|| for k = 0..T, from a given dL/ds_T.
-
-    Attributes:
-        log10_norm: (T+1,) or (B, T+1); float64. Entry T is the norm of the given gradient.
-        vectors: dL/ds_k itself, (T+1, S) or (T+1, B, S), when asked for; entries beyond the
-            dtype's range are inf or 0 (the log10 values stay exact).
-    """
-
-    log10_norm: Tensor
-    vectors: Tensor | None = None
-
-
 def check_jacobians(jacobians: Tensor, name: str = "jacobians") -> Tensor:
     """Validate the shape of step Jacobians and return them as (T, B, S, S).
 
@@ -107,7 +93,16 @@ def check_jacobians(jacobians: Tensor, name: str = "jacobians") -> Tensor:
     return jacobians if jacobians.ndim == 4 else jacobians.unsqueeze(1)  # (T, B, S, S)
 
 
-def _refuse_non_finite(result: Tensor, jacobians: Tensor, name: str = "jacobians") -> None:
+def suffix_sum(values: Tensor) -> Tensor:
+    """Reverse cumulative sum along dim 0: out[k] = values[k] + values[k+1] + ... + values[T-1].
+
+    For per-step logs l_1..l_T stored at rows 0..T-1 this gives row k = l_{k+1} + ... + l_T,
+    the log of the product J_T ... J_{k+1} when each l_t is the log of a factor of J_t.
+    """
+    return torch.flip(torch.cumsum(torch.flip(values, [0]), 0), [0])
+
+
+def refuse_non_finite(result: Tensor, jacobians: Tensor, name: str = "jacobians") -> None:
     """Raise if `result` shows what only non-finite Jacobians produce (NaN or +inf).
 
     With finite Jacobians every renormalised quantity is finite, or -inf for an exactly zero
@@ -141,14 +136,14 @@ def _metric(products: Tensor, metric: str) -> Tensor:
     return value.to(torch.float64)
 
 
-def _normalise(products: Tensor) -> tuple[Tensor, Tensor]:
+def normalise(products: Tensor) -> tuple[Tensor, Tensor]:
     """Divide each matrix of (..., S, S) by its largest |entry|; return it and ln(that entry)."""
     peak = torch.linalg.vector_norm(products, ord=math.inf, dim=(-2, -1))  # (...): max |entry|
     scaled = products / torch.where(peak > 0, peak, 1).unsqueeze(-1).unsqueeze(-1)
     return scaled, torch.log(peak.to(torch.float64))
 
 
-def _block_size(batch: int, size: int) -> int:
+def block_size(batch: int, size: int) -> int:
     """Steps combined per block: 1 (a plain sequential sweep) once matrix products dominate.
 
     For small states the sweep's cost is Python's per-step overhead, not arithmetic, so the
@@ -158,7 +153,7 @@ def _block_size(batch: int, size: int) -> int:
     return 1 if batch * size**3 > 48**3 else 32
 
 
-def _block_suffix_products(J: Tensor, m: int) -> tuple[Tensor, Tensor, int]:
+def block_suffix_products(J: Tensor, m: int) -> tuple[Tensor, Tensor, int]:
     """Suffix products inside blocks of m steps, by a Hillis-Steele scan.
 
     With the steps padded in front by identities to a multiple of m, block b holds
@@ -174,10 +169,10 @@ def _block_suffix_products(J: Tensor, m: int) -> tuple[Tensor, Tensor, int]:
     pad = (-T) % m
     eye = torch.eye(S, dtype=J.dtype, device=J.device).expand(pad, B, S, S)
     X = torch.cat([eye, J]).reshape(-1, m, B, S, S)  # (nb, m, B, S, S)
-    R, log_scale = _normalise(X)
+    R, log_scale = normalise(X)
     d = 1
     while d < m:
-        joined, extra = _normalise(R[:, d:] @ R[:, :-d])  # (nb, m-d, B, S, S)
+        joined, extra = normalise(R[:, d:] @ R[:, :-d])  # (nb, m-d, B, S, S)
         R = torch.cat([joined, R[:, m - d :]], dim=1)
         log_scale = torch.cat(
             [log_scale[:, d:] + log_scale[:, :-d] + extra, log_scale[:, m - d :]], 1
@@ -218,8 +213,8 @@ def contribution_curve(
     J = check_jacobians(jacobians)  # (T, B, S, S)
     _, B, S, _ = J.shape
     whole = rows is None and cols is None
-    m = _block_size(B, S)
-    R, R_scale, pad = _block_suffix_products(J, m)
+    m = block_size(B, S)
+    R, R_scale, pad = block_suffix_products(J, m)
     out = torch.empty(R.shape[0] * m, B, dtype=torch.float64, device=J.device)
     carried = torch.eye(S, dtype=J.dtype, device=J.device).expand(B, S, S)  # ds_T/ds_T
     carried_scale = torch.zeros(B, dtype=torch.float64, device=J.device)
@@ -230,19 +225,19 @@ def contribution_curve(
         stops = [start for start, _, _ in pending]
         products = pending[0][1] if len(pending) == 1 else torch.cat([p for _, p, _ in pending])
         scales = pending[0][2] if len(pending) == 1 else torch.cat([s for _, _, s in pending])
-        _refuse_non_finite(scales, J)  # before a decomposition chokes on NaN
+        refuse_non_finite(scales, J)  # before a decomposition chokes on NaN
         if whole and metric == "maxabs":  # 1 after normalising, or 0 when the scale is -inf
             values = torch.ones_like(scales)
         else:
             # A block can be tiny next to the whole product: rescale it before squaring it.
-            part, part_scale = _normalise(products[..., rows or slice(None), cols or slice(None)])
+            part, part_scale = normalise(products[..., rows or slice(None), cols or slice(None)])
             values, scales = _metric(part, metric), scales + part_scale
         block = torch.cat([torch.arange(s, s + m) for s in stops]).to(J.device)
         out[block] = scales / _LN10 + torch.log10(values)
         pending.clear()
 
     for b in range(R.shape[0] - 1, -1, -1):
-        products, extra = _normalise(carried.unsqueeze(0) @ R[b])  # (m, B, S, S): P_k, k in b
+        products, extra = normalise(carried.unsqueeze(0) @ R[b])  # (m, B, S, S): P_k, k in b
         scales = carried_scale + R_scale[b] + extra  # (m, B)
         pending.append((b * m, products, scales))
         if len(pending) * m >= chunk:
@@ -250,7 +245,7 @@ def contribution_curve(
         carried, carried_scale = products[0], scales[0]
     if pending:
         flush()
-    _refuse_non_finite(out, J)
+    refuse_non_finite(out, J)
     log10 = out[pad:].T  # (B, T)
     return ContributionCurve(log10[0] if jacobians.ndim == 3 else log10, metric)
 
@@ -276,59 +271,10 @@ def diagonal_curve(diagonals: Tensor, metric: str = "spectral") -> ContributionC
         f"{tuple(diagonals.shape) if isinstance(diagonals, Tensor) else type(diagonals)}",
     )
     logs = torch.log10(diagonals.abs().to(torch.float64))  # (T, [B,] S)
-    suffix = torch.flip(torch.cumsum(torch.flip(logs, [0]), 0), [0])  # sum over t >= k+1
+    suffix = suffix_sum(logs)  # (T, [B,] S): log10 |prod_{t>k} d_t|
     if metric == "frobenius":
         curve = 0.5 * torch.logsumexp(2 * _LN10 * suffix, dim=-1) / _LN10
     else:
         curve = suffix.amax(dim=-1)  # (T, [B])
-    _refuse_non_finite(curve, diagonals, "diagonals")
+    refuse_non_finite(curve, diagonals, "diagonals")
     return ContributionCurve(curve.T if curve.ndim == 2 else curve, metric)
-
-
-def loss_gradient_profile(
-    jacobians: Tensor, grad_last: Tensor, *, return_vectors: bool = False
-) -> GradientProfile:
-    """||dL/ds_k|| for k = 0..T from dL/ds_T, by the vector sweep g_{k-1} = J_k^T g_k.
-
-    Args:
-        jacobians: J_1..J_T, (T, S, S) or (T, B, S, S).
-        grad_last: dL/ds_T, (S,) for unbatched Jacobians or (B, S) for batched ones.
-        return_vectors: also return dL/ds_k themselves (T+1 of them).
-
-    Returns:
-        A `GradientProfile` whose `log10_norm` is (T+1,) or (B, T+1), float64.
-
-    Raises:
-        GradtraceError: if `grad_last` does not match the Jacobians or is not finite.
-    """
-    J = check_jacobians(jacobians)  # (T, B, S, S)
-    _, B, S, _ = J.shape
-    expected = (S,) if jacobians.ndim == 3 else (B, S)
-    check(
-        isinstance(grad_last, Tensor) and tuple(grad_last.shape) == expected,
-        f"`grad_last` must have shape {expected} to match the Jacobians, "
-        f"got {tuple(grad_last.shape) if isinstance(grad_last, Tensor) else type(grad_last)}",
-    )
-    bad = int((~torch.isfinite(grad_last)).sum())
-    check(bad == 0, f"`grad_last` must be finite, got {bad} NaN/Inf entries")  # only S numbers
-    m = _block_size(B, S) if S > 1 else 32
-    R, R_scale, pad = _block_suffix_products(J, m)
-    g = grad_last.reshape(1, B, 1, S).to(dtype=J.dtype, device=J.device)  # (1, B, 1, S)
-    g, scale = _normalise(g)
-    directions, logs = [g[0, :, 0]], [scale[0]]
-    for b in range(R.shape[0] - 1, -1, -1):
-        rows, extra = _normalise(g @ R[b])  # (m, B, 1, S): g_k^T = g_{b m + m}^T R[b, i]
-        block_scale = scale + R_scale[b] + extra  # (m, B)
-        directions.extend(rows[:, :, 0].flip(0))
-        logs.extend(block_scale.flip(0))
-        g, scale = rows[:1], block_scale[:1]
-    direction = torch.stack(directions[::-1])[pad:]  # (T+1, B, S)
-    log_e = torch.stack(logs[::-1])[pad:]  # (T+1, B)
-    _refuse_non_finite(log_e, J)
-    norms = torch.linalg.vector_norm(direction, dim=-1).to(torch.float64)  # (T+1, B)
-    log10 = (log_e / _LN10 + torch.log10(norms)).T  # (B, T+1)
-    vectors = None
-    if return_vectors:
-        vectors = direction * torch.exp(log_e).to(J.dtype).unsqueeze(-1)  # (T+1, B, S)
-        vectors = vectors[:, 0] if jacobians.ndim == 3 else vectors
-    return GradientProfile(log10[0] if jacobians.ndim == 3 else log10, vectors)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from gradtrace.core.engine import suffix_sum
 from gradtrace.errors import check
 
 VERDICTS = ("vanishing", "exploding", "neutral")
@@ -99,7 +100,7 @@ def norm_product_bound_log10(jacobians: Tensor, metric: str) -> Tensor:
         (T,) or (B, T), float64: the suffix sums of log10 ||J_t||.
     """
     logs = torch.log10(_step_norms(jacobians))  # (T,) or (T, B)
-    suffix = torch.flip(torch.cumsum(torch.flip(logs, [0]), 0), [0])  # sum over t >= k+1
+    suffix = suffix_sum(logs)  # (T,) or (T, B): sum over t >= k+1
     slack = 0.5 * math.log10(jacobians.shape[-1]) if metric == "frobenius" else 0.0
     return (suffix + slack).T if suffix.ndim == 2 else suffix + slack
 

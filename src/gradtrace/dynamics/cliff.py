@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gradtrace.core.engine import loss_gradient_profile
+from gradtrace.core.gradient_profile import loss_gradient_profile
 from gradtrace.errors import check
 
 DTYPE = torch.float64

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from gradtrace.cells.rnn import RNNWeights, rnn_jacobian, rnn_step
-from gradtrace.dynamics.fixed_points import FixedPointSearch, box_starts, find_fixed_points
+from gradtrace.core.fixed_points import FixedPointSearch, box_starts, find_fixed_points
 from gradtrace.errors import check
 
 DTYPE = torch.float64

@@ -3,7 +3,7 @@
 With its input held at x, a layer is the autonomous map s -> F(s) = step(x, s) on its state
 (h, or cat(h, c) for an LSTM). Its fixed points s* = F(s*), the eigenvalues of dF/ds there and
 their type (stable, saddle, unstable, marginal) come from the general finder
-`gradtrace.dynamics.fixed_points.find_fixed_points`, given the cell's analytic Jacobian. The
+`gradtrace.core.fixed_points.find_fixed_points`, given the cell's analytic Jacobian. The
 search runs in float64 on the CPU whatever the module's dtype and device.
 """
 
@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from gradtrace.cells import get_cell
-from gradtrace.dynamics.fixed_points import FixedPointSearch, box_starts, find_fixed_points
+from gradtrace.core.fixed_points import FixedPointSearch, box_starts, find_fixed_points
 from gradtrace.errors import check
 from gradtrace.tracing.modules import DIRECTIONS, cell_name, layer_weights, select_modules
 

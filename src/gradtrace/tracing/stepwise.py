@@ -2,7 +2,7 @@
 
 No analytic Jacobian is needed: after the forward pass every (x_t, h_{t-1}) is known, so all
 T B step Jacobians J_t = dstep/dh at those points come from S backward passes of one batched
-call (`gradtrace.dynamics.fixed_points.batched_jacobian`). They then go through the core's
+call (`gradtrace.core.fixed_points.batched_jacobian`). They then go through the core's
 engine and theory as any cell's would: c(k), the bound prod_t ||J_t||_2, rate, verdict,
 horizon, Lyapunov spectrum, and ||dL/dh_k|| for a loss on the final state. The step must treat
 the rows of a batch independently (any ordinary cell does). Shapes: T time, B batch, I input,
@@ -19,8 +19,9 @@ import torch
 from torch import Tensor
 
 from gradtrace.core import theory
-from gradtrace.core.engine import METRICS, contribution_curve, loss_gradient_profile
-from gradtrace.dynamics.fixed_points import batched_jacobian
+from gradtrace.core.engine import METRICS, contribution_curve
+from gradtrace.core.fixed_points import batched_jacobian
+from gradtrace.core.gradient_profile import loss_gradient_profile
 from gradtrace.errors import check
 from gradtrace.tracing.exponents import (
     LyapunovOption,
