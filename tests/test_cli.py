@@ -445,3 +445,14 @@ def test_demo_writes_every_figure_and_record(
     assert len(out.splitlines()) == len(EXAMPLES) + 7
     cliff = json.loads((out_dir / "cliff.json").read_text())
     assert max(cliff["clipped"]["step_lengths"]) <= cliff["clipped"]["clip"] + 1e-12
+
+
+def test_a_product_that_is_exactly_zero_still_plots(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Regression: with W_hh = 0 every log10 c(k) is -inf and the axis limits became NaN.
+    figure = tmp_path / "zero.png"
+    code, out, err = invoke(["curve", "--spectrum", "identity:0", "--plot", str(figure)], capsys)
+    assert (code, err) == (0, "")
+    assert "vanishing" in out
+    assert figure.read_bytes().startswith(PNG_SIGNATURE)

@@ -267,3 +267,12 @@ def test_large_problems_bound_each_step_by_a_cheap_norm_that_is_never_below_the_
     steps = torch.arange(6, 0, -1, dtype=DTYPE)  # T - k factors
     assert bool((cheap >= exact - 1e-12).all())
     assert bool((cheap <= exact + steps * 0.5 * math.log10(5) + 1e-12).all())
+
+
+def test_a_curve_that_reaches_exactly_zero_is_vanishing_whatever_its_finite_slope() -> None:
+    # Regression: a ReLU RNN whose product collapsed to 0 after a flat stretch read "neutral".
+    log10_c = torch.zeros(10, dtype=DTYPE)
+    log10_c[:4] = -math.inf
+    assert theory.verdict(theory.measured_rate(log10_c)) == "neutral"
+    assert theory.curve_verdict(log10_c) == "vanishing"
+    assert theory.curve_verdict(torch.zeros(10, dtype=DTYPE)) == "neutral"

@@ -180,7 +180,7 @@ def report_from_jacobians(
     lyap = lyapunov_spectrum(jacobians, 1, q0=q0.to(jacobians.device))
     lyapunov_max = float(lyap.exponents.mean())
     th = _theory(weights, jacobians, metric)
-    verdict = theory.verdict(rate)
+    verdict = theory.curve_verdict(mean_curve)
     if th.gamma is not None:
         spectrum = theory.MatrixSpectrum(th.sigma_max, th.spectral_radius)
         note = theory.criterion_note(th.gamma, spectrum, verdict, rate)

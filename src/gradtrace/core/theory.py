@@ -147,6 +147,17 @@ def verdict(rate_per_step: float, band: float = NEUTRAL_BAND) -> str:
     return "neutral"
 
 
+def curve_verdict(log10_norm: Tensor, band: float = NEUTRAL_BAND) -> str:
+    """The verdict of a measured curve: "vanishing" outright once the product is exactly zero.
+
+    A curve that reaches c(k) = 0 (log -inf: a dead ReLU layer, say) has vanished whatever the
+    slope of its finite part; otherwise the verdict follows the measured rate.
+    """
+    if bool((log10_norm == -math.inf).any()):
+        return "vanishing"
+    return verdict(measured_rate(log10_norm), band)
+
+
 def eigen_prediction(gamma: float, spectral_radius: float) -> str:
     """What the eigenvalue criterion says: rho < 1/gamma predicts vanishing."""
     if gamma * spectral_radius < 1:

@@ -6,6 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
+import torch
+from torch import Tensor
 
 matplotlib.use("Agg")  # files only: never open a window, work without a display
 
@@ -32,3 +35,21 @@ def save(fig: Any, path: str | Path) -> Path:
     fig.savefig(path, dpi=130)
     plt.close(fig)
     return path
+
+
+def finite_values(values: Tensor) -> Any:
+    """As a numpy array with -inf / inf / NaN (a vanished product) as NaN: gaps in the line."""
+    v = values.detach().cpu().to(torch.float64)
+    return torch.where(torch.isfinite(v), v, torch.nan).numpy()
+
+
+def curve_limits(mean: Any, bound: Any) -> tuple[float, float]:
+    """y-limits that show the whole curve and the bound near it, not the bound's far end."""
+    finite = mean[np.isfinite(mean)]
+    if finite.size == 0:
+        return -1.0, 1.0
+    low, high = float(finite.min()), float(finite.max())
+    span = max(high - low, 1.0)
+    near = bound[np.isfinite(bound) & (bound <= high + span)]
+    high = max(high, float(near.max())) if near.size else high
+    return low - 0.1 * span, high + 0.1 * span

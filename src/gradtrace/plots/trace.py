@@ -7,49 +7,29 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import Tensor
 
-from gradtrace.plots.figure import save
+from gradtrace.plots.figure import curve_limits, finite_values, save
 from gradtrace.tracing.records import LayerTrace, TraceResult
 
 import matplotlib.pyplot as plt  # isort: skip  (after figure, which selects the Agg backend)
 
 
-def _finite(values: Tensor) -> Any:
-    """As a numpy array with -inf / inf / NaN (a vanished product) as NaN: gaps in the line."""
-    v = values.detach().cpu().to(torch.float64)
-    return torch.where(torch.isfinite(v), v, torch.nan).numpy()
-
-
-def _limits(mean: Any, bound: Any) -> tuple[float, float]:
-    """y-limits that show the whole curve and the bound near it, not the bound's far end."""
-    finite = mean[np.isfinite(mean)]
-    if finite.size == 0:
-        return -1.0, 1.0
-    low, high = float(finite.min()), float(finite.max())
-    span = max(high - low, 1.0)
-    near = bound[np.isfinite(bound) & (bound <= high + span)]
-    high = max(high, float(near.max())) if near.size else high
-    return low - 0.1 * span, high + 0.1 * span
-
-
 def _panel(ax: Any, rec: LayerTrace) -> None:
     k = np.arange(rec.steps)
     curves = rec.log10_norm  # (B, T)
-    mean = _finite(curves.mean(dim=0))
+    mean = finite_values(curves.mean(dim=0))
     if rec.batch > 1:
-        low, high = _finite(curves.amin(dim=0)), _finite(curves.amax(dim=0))
+        low, high = finite_values(curves.amin(dim=0)), finite_values(curves.amax(dim=0))
         ax.fill_between(k, low, high, color="tab:blue", alpha=0.2, lw=0, label="batch range")
     label = "measured" + (", batch mean" if rec.batch > 1 else "")
     ax.plot(k, mean, color="tab:blue", lw=2, label=label)
-    bound = _finite(rec.bound_log10)
+    bound = finite_values(rec.bound_log10)
     ax.plot(k, bound, "--", color="tab:red", lw=1.3, label=f"bound {rec.bound}")
     if rec.cell_path_log10 is not None:
-        path = _finite(rec.cell_path_log10.mean(dim=0))
+        path = finite_values(rec.cell_path_log10.mean(dim=0))
         ax.plot(k, path, color="tab:green", lw=1.3, label="cell path prod diag(f_t)")
     if rec.loss_grad_log10 is not None:  # k = 0..T: one point more than the curve
-        grad = _finite(rec.loss_grad_log10.reshape(-1, rec.steps + 1).mean(dim=0))
+        grad = finite_values(rec.loss_grad_log10.reshape(-1, rec.steps + 1).mean(dim=0))
         ax.plot(
             np.arange(rec.steps + 1),
             grad,
@@ -59,7 +39,7 @@ def _panel(ax: Any, rec: LayerTrace) -> None:
         )
     if rec.horizon < rec.steps:
         ax.axvline(rec.steps - rec.horizon, color="grey", ls=":", lw=1, label="memory horizon")
-    ax.set_ylim(*_limits(mean, bound))
+    ax.set_ylim(*curve_limits(mean, bound))
     rate = f"{rec.rate_per_step:+.3g}" if math.isfinite(rec.rate_per_step) else "-inf"
     ax.set_title(f"{rec.label}: {rec.verdict}, {rate} decades/step", fontsize=10)
     ax.set_xlabel("k (step of this direction)")

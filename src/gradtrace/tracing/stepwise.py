@@ -114,7 +114,7 @@ def trace_step(
     curve = contribution_curve(J, metric).log10_norm  # (B, T)
     mean_curve = curve.mean(dim=0)  # (T,)
     rate = theory.measured_rate(mean_curve)
-    verdict = theory.verdict(rate)
+    verdict = theory.curve_verdict(mean_curve)
     S = J.shape[-1]
     return LayerTrace(
         module="step",
