@@ -114,10 +114,25 @@ def test_clip_norm() -> None:
         (lambda: cliff_sweep(MODEL, 1.0, -1.0), "lo < hi"),
         (lambda: cliff_sweep(MODEL, points=1), "`points` must be at least 2"),
         (lambda: cliff_sweep(MODEL, param="h0"), "`param` must be one of b, w"),
-        (lambda: descend(MODEL, lr=0.0), "`lr` must be positive"),
-        (lambda: descend(MODEL, clip=-1.0), "`clip` must be positive"),
+        (lambda: descend(MODEL, lr=0.0), "`--lr` must be a positive number"),
+        (lambda: descend(MODEL, clip=-1.0), "`--clip` must be a positive number"),
+        # Regressions: these were accepted, or refused as "`grad_last` must be finite".
+        (lambda: descend(MODEL, lr=math.inf), "`--lr` must be a positive number"),
+        (lambda: descend(MODEL, clip=math.inf), "`--clip` must be a positive number"),
+        (lambda: descend(MODEL, start=math.nan), "`--start` must be a finite number"),
     ],
-    ids=["no-steps", "nan-w", "empty-range", "one-point", "unknown-param", "zero-lr", "neg-clip"],
+    ids=[
+        "no-steps",
+        "nan-w",
+        "empty-range",
+        "one-point",
+        "unknown-param",
+        "zero-lr",
+        "neg-clip",
+        "inf-lr",
+        "inf-clip",
+        "nan-start",
+    ],
 )
 def test_bad_input_is_refused(call: object, match: str) -> None:
     with pytest.raises(GradtraceError, match=match):

@@ -183,6 +183,14 @@ REFUSALS = {
         "`--lyapunov` must be a positive integer or 'full'",
     ),
     "non-finite-input": (["--model", "tracecli_models:build", "--input", "NAN"], "finite"),
+    # Regressions: these files used to end in a traceback (UnpicklingError, ValueError, ...).
+    "model-file-not-a-pickle": (["--model", "GARBAGE.pt", "--shape", "4,1,3"], "could not be"),
+    "input-npy-not-numpy": (["--model", "tracecli_models:build", "--input", "GARBAGE.npy"], "read"),
+    "input-npy-empty": (["--model", "tracecli_models:build", "--input", "EMPTY.npy"], "read"),
+    "input-pt-not-a-tensor-file": (
+        ["--model", "tracecli_models:build", "--input", "GARBAGE.pt"],
+        "could not be read",
+    ),
 }
 
 
@@ -191,7 +199,16 @@ def test_bad_input_exits_2_with_one_sentence(
     name: str, factory: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     args, message = REFUSALS[name]
-    args = [_nan_file(tmp_path) if a == "NAN" else a for a in args]
+    (tmp_path / "garbage").write_text("not a model, not an array")
+    (tmp_path / "empty").write_bytes(b"")
+    files = {
+        "NAN": _nan_file(tmp_path),
+        "GARBAGE.pt": str((tmp_path / "garbage").rename(tmp_path / "garbage.pt")),
+        "GARBAGE.npy": str(tmp_path / "garbage.npy"),
+        "EMPTY.npy": str((tmp_path / "empty").rename(tmp_path / "empty.npy")),
+    }
+    (tmp_path / "garbage.npy").write_text("not an array")
+    args = [files.get(a, a) for a in args]
     code, error = invoke(["trace", *args], capsys)
     assert code == 2
     assert message in error

@@ -153,6 +153,7 @@ def _from_file(config: CurveConfig, dtype: torch.dtype, device: torch.device) ->
             tuple(h0.shape) == (weights.hidden_size,),
             f"`h0` in --weights must have shape ({weights.hidden_size},), got {tuple(h0.shape)}",
         )
+        check(bool(torch.isfinite(h0).all()), "`h0` in --weights must be finite, got NaN/Inf")
         h0 = h0.unsqueeze(0)
     return analyse_trajectory("rnn", weights, x.unsqueeze(1), h0, metric=config.metric)
 

@@ -30,6 +30,9 @@ def parse_range(option: str, text: str) -> tuple[float, float]:
     return lo, hi
 
 
+MAX_PIXELS = 16_000_000  # about 16 bytes a pixel during the iteration: a few hundred MB at most
+
+
 def parse_size(text: str, aspect: float) -> tuple[int, int]:
     """ "W" or "WxH" as pixel counts >= 1; H = W * aspect (square pixels) when only W is given."""
     parts = text.lower().split("x")
@@ -44,6 +47,10 @@ def parse_size(text: str, aspect: float) -> tuple[int, int]:
     width = numbers[0]
     height = numbers[1] if len(numbers) == 2 else max(1, round(width * aspect))
     check(width >= 1 and height >= 1, f"`--size` must be at least 1x1 pixels, got {text!r}")
+    check(
+        width * height <= MAX_PIXELS,
+        f"`--size` must have at most {MAX_PIXELS:,} pixels, got {text!r} ({width}x{height})",
+    )
     return width, height
 
 

@@ -3,11 +3,13 @@
 Each subcommand parses its options, calls one library function and prints or writes one result.
 Heavy imports (torch, matplotlib) happen inside the commands so that `--help` stays fast.
 Every `GradtraceError` and every usage error becomes ``gradtrace: error: ...`` on stderr and
-exit status 2, never a traceback.
+exit status 2, never a traceback; so does any other exception, as a last net (set
+GRADTRACE_DEBUG=1 to see its traceback instead).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -47,12 +49,17 @@ def run(argv: list[str] | None = None) -> None:
         _fail(str(err))
     except typer.Exit as done:
         raise SystemExit(done.exit_code) from None
-    except (typer.Abort, KeyboardInterrupt):
-        _fail("interrupted")
+    except (typer.Abort, KeyboardInterrupt) as stop:
+        _fail("unexpected end of input" if isinstance(stop.__cause__, EOFError) else "interrupted")
     except typer.TyperException as err:
         # An empty message comes with the help screen printed for a bare `gradtrace`.
         _fail(err.format_message() or "a command is needed, listed above")
     except OSError as err:
         _fail(f"{err.strerror or err}: {getattr(err, 'filename', '') or ''}".rstrip(": "))
+    except Exception as err:  # the last net: one line, never a traceback (GRADTRACE_DEBUG shows it)
+        if os.environ.get("GRADTRACE_DEBUG"):
+            raise
+        text = str(err).strip().splitlines()
+        _fail(f"{type(err).__name__}: {text[0] if text else 'no message'}")
     if isinstance(code, int) and code:
         raise SystemExit(code)

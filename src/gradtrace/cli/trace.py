@@ -67,8 +67,11 @@ def load_model(spec: str) -> torch.nn.Module:
                 model = _load_torchscript(path)
             else:
                 model = torch.load(path, weights_only=False, map_location="cpu")
-        except (RuntimeError, OSError, EOFError, ValueError) as err:
-            raise GradtraceError(f"`--model` file {spec!r} could not be loaded: {err}") from None
+        except Exception as err:  # a pickle can raise anything: every failure is "unreadable"
+            raise GradtraceError(
+                f"`--model` file {spec!r} could not be loaded ({type(err).__name__}: "
+                f"{_first_line(err)}); expected TorchScript or a torch.save'd module"
+            ) from None
     elif ":" in spec:
         model = _import_factory(spec)
     else:
@@ -80,6 +83,11 @@ def load_model(spec: str) -> torch.nn.Module:
         f"`--model` must give a torch.nn.Module, got {type(model).__name__}",
     )
     return model
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else "no message"
 
 
 def _is_torchscript(path: Path) -> bool:
@@ -125,7 +133,16 @@ def load_inputs(
             f"`--input` must be a .npy or .pt file, got {str(path)!r}",
         )
         check(path.is_file(), f"`--input` file {str(path)!r} does not exist")
-        data = torch.from_numpy(np.load(path)) if path.suffix == ".npy" else torch.load(path)
+        try:
+            if path.suffix == ".npy":
+                data = torch.from_numpy(np.load(path, allow_pickle=False))
+            else:
+                data = torch.load(path, weights_only=True, map_location="cpu")
+        except Exception as err:  # numpy and torch raise many types for a bad file
+            raise GradtraceError(
+                f"`--input` file {str(path)!r} could not be read ({type(err).__name__}: "
+                f"{_first_line(err)}); expected one numeric array or tensor"
+            ) from None
         check(
             isinstance(data, torch.Tensor),
             f"`--input` must hold one tensor, got {type(data).__name__}",

@@ -174,8 +174,12 @@ def descend(
     Raises:
         GradtraceError: if lr <= 0, clip <= 0 or iterations < 1.
     """
-    check(lr > 0, f"`lr` must be positive, got {lr}")
-    check(clip is None or clip > 0, f"`clip` must be positive, got {clip}")
+    check(math.isfinite(lr) and lr > 0, f"`--lr` must be a positive number, got {lr}")
+    check(
+        clip is None or (math.isfinite(clip) and clip > 0),
+        f"`--clip` must be a positive number, got {clip}",
+    )
+    check(math.isfinite(start), f"`--start` must be a finite number, got {start}")
     check(iterations >= 1, f"`iterations` must be at least 1, got {iterations}")
     w = torch.tensor([model.w], dtype=DTYPE)
     b = torch.tensor([float(start)], dtype=DTYPE)

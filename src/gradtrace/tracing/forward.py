@@ -46,11 +46,12 @@ def call_model(model: nn.Module, inputs: Tensor) -> Any:
     """model(inputs), with a failure inside torch turned into one sentence.
 
     Raises:
-        GradtraceError: if the forward raises a RuntimeError (mismatched shapes or dtypes).
+        GradtraceError: if the forward raises on these inputs: mismatched shapes or dtypes
+            (RuntimeError), token ids out of an embedding's range (IndexError), and the like.
     """
     try:
         return model(inputs)
-    except RuntimeError as err:
+    except (RuntimeError, IndexError, TypeError, ValueError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise GradtraceError(
             f"`model` failed on `inputs` of shape {tuple(inputs.shape)} and dtype "
