@@ -20,10 +20,9 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.functional import jacobian
 
-from gradtrace.core.lyapunov import lyapunov_spectrum
+from gradtrace.core.lyapunov import lyapunov_spectrum, start_frame
 from gradtrace.errors import GradtraceError
 from gradtrace.tracing import layer_fixed_points, trace
-from gradtrace.tracing.exponents import start_frame
 
 DTYPE = torch.float64
 T, B, IN, H, P = 5, 2, 3, 3, 2  # time, batch, input, hidden, projection

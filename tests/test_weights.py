@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from gradtrace.cells import GRUWeights, LSTMWeights, RNNWeights
+from gradtrace.cells.lstm import lstm_weights_from_torch
 from gradtrace.cells.random_weights import GATES, random_weights, recurrent_blocks
 from gradtrace.core import weights as w
 from gradtrace.core.weights import Spectrum, parse_spectrum
@@ -250,3 +251,13 @@ def test_random_rnn_keeps_its_activation_and_dtype() -> None:
 def test_random_weights_refuses_bad_options(kwargs: dict, match: str) -> None:
     with pytest.raises(GradtraceError, match=match):
         random_weights(**kwargs)
+
+
+def test_projected_lstm_blocks_are_the_square_maps_the_gates_see() -> None:
+    # Regression: with proj_size the blocks were dropped and sigma_max / rho came out NaN.
+    lstm = torch.nn.LSTM(3, 5, proj_size=2, dtype=torch.float64)
+    w = lstm_weights_from_torch(lstm)
+    blocks = recurrent_blocks(w)
+    assert sorted(blocks) == ["W_hf W_hr", "W_hg W_hr", "W_hi W_hr", "W_ho W_hr"]
+    W_hh, W_hr = lstm.weight_hh_l0.detach(), lstm.weight_hr_l0.detach()  # (4H, P), (P, H)
+    torch.testing.assert_close(blocks["W_hf W_hr"], W_hh[5:10] @ W_hr, atol=1e-14, rtol=0)

@@ -29,7 +29,7 @@ from gradtrace.cells.rnn import rnn_jacobian
 from gradtrace.core import theory
 from gradtrace.core.activations import get_activation
 from gradtrace.core.engine import contribution_curve, diagonal_curve
-from gradtrace.core.lyapunov import lyapunov_spectrum
+from gradtrace.core.lyapunov import top_exponent
 from gradtrace.errors import check
 
 
@@ -140,12 +140,7 @@ def _theory(weights: Any, jacobians: Tensor, metric: str) -> Theory:
         return Theory(gamma, sigma, rho, bound, "(gamma*sigma_max)^(T-k)", blocks)
     per_item = theory.norm_product_bound_log10(jacobians, metric)  # (T,) or (B, T)
     bound = per_item.amax(dim=0) if per_item.ndim == 2 else per_item
-    label = (
-        "prod_t ||J_t||_2"
-        if theory.step_norm_kind(jacobians) == "exact"
-        else ("prod_t min(||J_t||_F, sqrt(||J_t||_1 ||J_t||_inf))")
-    )
-    return Theory(None, sigma, rho, bound, label, blocks)
+    return Theory(None, sigma, rho, bound, theory.norm_product_bound_label(jacobians), blocks)
 
 
 def report_from_jacobians(
@@ -175,10 +170,7 @@ def report_from_jacobians(
     curve = contribution_curve(jacobians, metric, rows=rows, cols=cols).log10_norm
     mean_curve = curve.mean(dim=0) if batched else curve  # (T,)
     rate = theory.measured_rate(mean_curve)
-    # A seeded CPU draw keeps the start direction, and so the estimate, the same on any device.
-    q0 = torch.randn(S, 1, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
-    lyap = lyapunov_spectrum(jacobians, 1, q0=q0.to(jacobians.device))
-    lyapunov_max = float(lyap.exponents.mean())
+    lyapunov_max = top_exponent(jacobians)
     th = _theory(weights, jacobians, metric)
     verdict = theory.curve_verdict(mean_curve)
     if th.gamma is not None:
@@ -227,11 +219,13 @@ def analyse_trajectory(
     states, jac = run_trajectory(c, weights, x, s0)  # (T+1, B, S), (T, B, S, S)
     cell_path = None
     if cell == "lstm":
-        steps = [lstm_cell_path_jacobian(weights, x[t], states[t]) for t in range(x.shape[0])]
-        cell_path = torch.stack(steps)  # (T, B, H, H)
+        T, B, _ = x.shape  # every step at once: J_t depends only on (x_t, s_{t-1})
+        flat = lstm_cell_path_jacobian(
+            weights, x.reshape(T * B, -1), states[:-1].reshape(T * B, -1)
+        )
+        cell_path = flat.reshape(T, B, *flat.shape[-2:])  # (T, B, H, H)
     if x.shape[1] == 1:
         jac = jac[:, 0]  # (T, S, S)
-        cell_path = cell_path[:, :1] if cell_path is not None else None
     return report_from_jacobians(cell, weights, jac, metric=metric, cell_path=cell_path)
 
 

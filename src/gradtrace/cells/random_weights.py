@@ -71,11 +71,16 @@ def random_weights(
 
 
 def recurrent_blocks(weights: RNNWeights | LSTMWeights | GRUWeights) -> dict[str, Tensor]:
-    """The square recurrent block of each gate, by gate name, for the theory numbers."""
+    """The square recurrent block of each gate, by gate name, for the theory numbers.
+
+    With an LSTM projection h = W_hr m the gates see W_h{gate} W_hr m_{t-1}, so the square
+    (H, H) map of each gate is that product.
+    """
     if isinstance(weights, RNNWeights):
         return {"W_hh": weights.W_hh}
     H = weights.hidden_size
     names = ("i", "f", "g", "o") if isinstance(weights, LSTMWeights) else ("r", "z", "n")
+    blocks = {f"W_h{g}": weights.W_hh[i * H : (i + 1) * H] for i, g in enumerate(names)}
     if isinstance(weights, LSTMWeights) and weights.W_hr is not None:
-        return {}  # the recurrent blocks are (H, P): not square, no spectral radius
-    return {f"W_h{g}": weights.W_hh[i * H : (i + 1) * H] for i, g in enumerate(names)}
+        return {f"{name} W_hr": W @ weights.W_hr for name, W in blocks.items()}  # (H, H) each
+    return blocks

@@ -2,7 +2,9 @@
 
 A command checks its --plot path before any work (`check_plot`), computes one result, and
 hands it to `finish`, which draws the figure, then prints either one JSON object or a summary.
-JSON is strict: a non-finite number (an exactly zero product's -inf, say) is written as null.
+JSON is strict: a non-finite number (an exactly zero product's -inf, say) is written as null,
+except in trace records, whose lossless codec keeps it as the string "-Infinity" so that
+`TraceResult.from_dict` gives back exactly what was traced.
 """
 
 from __future__ import annotations

@@ -113,6 +113,22 @@ def refuse_non_finite(result: Tensor, jacobians: Tensor, name: str = "jacobians"
         check(bad == 0, f"`{name}` must be finite, got {bad} NaN/Inf entries")
 
 
+def check_metric(metric: str) -> None:
+    """Raise `GradtraceError` unless `metric` is one of `METRICS`."""
+    check(metric in METRICS, f"`metric` must be one of {', '.join(METRICS)}, got {metric!r}")
+
+
+def matrix_metric(matrices: Tensor, metric: str) -> Tensor:
+    """metric of each matrix of a (..., R, C) stack, float64 of shape (...), any magnitude.
+
+    Each matrix is divided by its largest entry first, so the squares inside the spectral and
+    Frobenius norms neither under- nor overflow.
+    """
+    check_metric(metric)
+    scaled, log_peak = normalise(matrices)
+    return _metric(scaled, metric) * torch.exp(log_peak)
+
+
 def _chunk(size: int) -> int:
     """Products measured in one batched metric call: fewer the larger each product is."""
     return max(1, min(_CHUNK, 2**16 // size**2))
@@ -209,7 +225,7 @@ def contribution_curve(
         >>> contribution_curve(J).log10_norm[0]  # log10 0.9**50
         tensor(-2.2879, dtype=torch.float64)
     """
-    check(metric in METRICS, f"`metric` must be one of {', '.join(METRICS)}, got {metric!r}")
+    check_metric(metric)
     J = check_jacobians(jacobians)  # (T, B, S, S)
     _, B, S, _ = J.shape
     whole = rows is None and cols is None
@@ -264,7 +280,7 @@ def diagonal_curve(diagonals: Tensor, metric: str = "spectral") -> ContributionC
     Returns:
         A `ContributionCurve` with `log10_norm` of shape (T,) or (B, T).
     """
-    check(metric in METRICS, f"`metric` must be one of {', '.join(METRICS)}, got {metric!r}")
+    check_metric(metric)
     check(
         isinstance(diagonals, Tensor) and diagonals.ndim in (2, 3) and diagonals.shape[0] >= 1,
         "`diagonals` must have shape (T, S) or (T, B, S) with T >= 1, got "

@@ -252,3 +252,17 @@ def _start_frame(
 
 def _describe(x: object) -> str:
     return f"shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
+
+
+def start_frame(size: int, k: int, seed: int) -> Tensor:
+    """Seeded Gaussian start directions Q_0, shape (S, K), float64, drawn on the CPU.
+
+    Drawing on the CPU keeps Q_0, and so every estimate, the same on any device.
+    """
+    return torch.randn(size, k, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+def top_exponent(jacobians: Tensor, seed: int = 0) -> float:
+    """lambda_1 in nats per step from a seeded start, averaged over the batch if there is one."""
+    q0 = start_frame(jacobians.shape[-1], 1, seed).to(jacobians.device)
+    return float(lyapunov_spectrum(jacobians, 1, q0=q0).exponents.mean())

@@ -77,6 +77,13 @@ def step_norm_kind(jacobians: Tensor) -> str:
     return "exact" if count * S**3 <= EXACT_NORM_FLOPS else "cheap"
 
 
+def norm_product_bound_label(jacobians: Tensor) -> str:
+    """How `norm_product_bound_log10` bounds each step of these Jacobians, for figures and JSON."""
+    if step_norm_kind(jacobians) == "exact":
+        return "prod_t ||J_t||_2"
+    return "prod_t min(||J_t||_F, sqrt(||J_t||_1 ||J_t||_inf))"
+
+
 def _step_norms(jacobians: Tensor) -> Tensor:
     if step_norm_kind(jacobians) == "exact":
         return torch.linalg.matrix_norm(jacobians.to(torch.float64), ord=2)

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 
 from gradtrace.analysis.recurrent import report_from_jacobians
-from gradtrace.core.engine import METRICS
+from gradtrace.core.engine import check_metric
 from gradtrace.errors import check
 from gradtrace.tracing.capture import Call, capture, loss_gradients
 from gradtrace.tracing.exponents import LyapunovOption, check_lyapunov_option, traced_spectrum
@@ -87,7 +87,7 @@ def trace(
         >>> result.find(layer=1).log10_norm.shape  # (B, T)
         torch.Size([4, 50])
     """
-    check(metric in METRICS, f"`metric` must be one of {', '.join(METRICS)}, got {metric!r}")
+    check_metric(metric)
     check_lyapunov_option(lyapunov)
     inputs = check_inputs(inputs)
     if isinstance(model, torch.jit.ScriptModule):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gradtrace.core.lyapunov import LyapunovSpectrum, lyapunov_spectrum
+from gradtrace.core.lyapunov import LyapunovSpectrum, lyapunov_spectrum, start_frame
 from gradtrace.errors import check
 
 LyapunovOption = int | str | None
@@ -21,11 +21,6 @@ def check_lyapunov_option(lyapunov: LyapunovOption) -> None:
     ok = lyapunov is None or lyapunov == "full"
     ok = ok or (isinstance(lyapunov, int) and not isinstance(lyapunov, bool) and lyapunov >= 1)
     check(ok, f"`lyapunov` must be None, an integer K >= 1 or 'full', got {lyapunov!r}")
-
-
-def start_frame(size: int, k: int, seed: int) -> Tensor:
-    """The seeded Gaussian start directions Q_0, shape (S, K), float64 on the CPU."""
-    return torch.randn(size, k, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
 def traced_spectrum(
@@ -51,9 +46,3 @@ def traced_spectrum(
         spectrum.exponents.to("cpu", torch.float64),
         spectrum.local_log_factors.to("cpu", torch.float64),
     )
-
-
-def top_exponent(jacobians: Tensor) -> float:
-    """The top exponent averaged over the batch, from the same start as the recurrent report."""
-    q0 = start_frame(jacobians.shape[-1], 1, 0).to(jacobians.device)
-    return float(lyapunov_spectrum(jacobians, 1, q0=q0).exponents.mean())

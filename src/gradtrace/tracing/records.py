@@ -63,7 +63,8 @@ class LayerTrace:
         loss_grad_log10: log10 ||dL/dh_k||_2 for k = 0..T through every path of the model,
             shape (B, T + 1); None without a loss.
         bound_log10: log10 of the theory's bound on c(k), shape (T,).
-        bound: Which bound: "(gamma*sigma_max)^(T-k)" or "prod_t ||J_t||_2".
+        bound: Which bound: "(gamma*sigma_max)^(T-k)" for a vanilla RNN, else the product of
+            step norms, exact or an upper bound (`gradtrace.core.theory.norm_product_bound_label`).
         gamma: sup |phi'| for a vanilla RNN, else None.
         sigma_max: Largest singular value over the recurrent blocks (NaN if none is square).
         spectral_radius: Largest spectral radius over the recurrent blocks (NaN likewise).

@@ -22,18 +22,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gradtrace.core.engine import METRICS
+from gradtrace.core.engine import check_metric, matrix_metric
 from gradtrace.errors import check
 from gradtrace.tracing.forward import LossFn, call_loss, call_model, check_inputs, first_tensor
 from gradtrace.tracing.records import SensitivityProfile
-
-
-def _matrix_metric(J: Tensor, metric: str) -> Tensor:
-    """metric of each (O, I) matrix in a (..., O, I) stack, float64 of shape (...)."""
-    J = J.to(torch.float64)
-    if metric == "maxabs":
-        return J.abs().amax(dim=(-2, -1))
-    return torch.linalg.matrix_norm(J, ord="fro" if metric == "frobenius" else 2)
 
 
 def _last_step(y: Tensor, batch: int, batch_first: bool) -> Tensor:
@@ -88,7 +80,7 @@ def input_sensitivity(
         >>> input_sensitivity(enc, torch.randn(20, 3, 8)).log10_norm.shape
         torch.Size([3, 20])
     """
-    check(metric in METRICS, f"`metric` must be one of {', '.join(METRICS)}, got {metric!r}")
+    check_metric(metric)
     inputs = check_inputs(inputs)
     check(
         inputs.is_floating_point(),
@@ -119,5 +111,5 @@ def input_sensitivity(
         ]
     J = torch.stack(rows, dim=-2)  # (T, B, O, I) or (B, T, O, I)
     J = J if batch_first else J.transpose(0, 1)  # (B, T, O, I)
-    log10 = torch.log10(_matrix_metric(J, metric))  # (B, T)
+    log10 = torch.log10(matrix_metric(J.to(torch.float64), metric))  # (B, T)
     return SensitivityProfile(log10.detach().cpu(), "dy_T/dx_k", metric)

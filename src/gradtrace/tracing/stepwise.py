@@ -19,14 +19,14 @@ import torch
 from torch import Tensor
 
 from gradtrace.core import theory
-from gradtrace.core.engine import METRICS, contribution_curve
+from gradtrace.core.engine import check_metric, contribution_curve
 from gradtrace.core.fixed_points import batched_jacobian
 from gradtrace.core.gradient_profile import loss_gradient_profile
+from gradtrace.core.lyapunov import top_exponent
 from gradtrace.errors import check
 from gradtrace.tracing.exponents import (
     LyapunovOption,
     check_lyapunov_option,
-    top_exponent,
     traced_spectrum,
 )
 from gradtrace.tracing.forward import LossFn, call_loss, check_inputs
@@ -100,7 +100,7 @@ def trace_step(
         GradtraceError: on malformed or non-finite `inputs` or `h0`, or a step that changes
             the state's shape.
     """
-    check(metric in METRICS, f"`metric` must be one of {', '.join(METRICS)}, got {metric!r}")
+    check_metric(metric)
     check_lyapunov_option(lyapunov)
     x = check_inputs(inputs)
     check(x.ndim == 3, f"`inputs` must have shape (T, B, I), got {tuple(x.shape)}")
@@ -131,7 +131,7 @@ def trace_step(
         cell_path_log10=None,
         loss_grad_log10=_loss_profile(loss_fn, target, states, J),
         bound_log10=theory.norm_product_bound_log10(J, metric).amax(dim=0).cpu(),
-        bound="prod_t ||J_t||_2",
+        bound=theory.norm_product_bound_label(J),
         gamma=None,
         sigma_max=math.nan,
         spectral_radius=math.nan,
