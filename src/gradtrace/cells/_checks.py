@@ -1,4 +1,4 @@
-"""Argument checks shared by the cells: weight tensors and the batched (x, state) inputs.
+"""What the cells' weight classes share: argument checks, and moving every tensor at once.
 
 Each check raises `GradtraceError` with one sentence naming the argument. Finiteness is checked
 where data enters (weight construction, `run_trajectory`), not on every step, because it costs a
@@ -8,6 +8,8 @@ device synchronisation.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import fields, replace
+from typing import TypeVar
 
 import torch
 from torch import Tensor
@@ -78,3 +80,16 @@ def check_step_inputs(
     )
     check_like("x", x, "weights", like)
     check_like(state_name, s, "weights", like)
+
+
+W = TypeVar("W")
+
+
+def moved(weights: W, dtype: torch.dtype | None, device: torch.device | str | None) -> W:
+    """A copy of a weights dataclass with every tensor field moved to `dtype` and `device`."""
+    changes = {
+        f.name: value.to(device=device, dtype=dtype)
+        for f in fields(weights)  # type: ignore[arg-type]
+        if isinstance(value := getattr(weights, f.name), Tensor)
+    }
+    return replace(weights, **changes)  # type: ignore[type-var]

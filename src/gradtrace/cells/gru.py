@@ -21,12 +21,12 @@ Shapes: B batch, I input, H hidden.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from gradtrace.cells._checks import check_step_inputs, check_tensor, check_weights
+from gradtrace.cells._checks import check_step_inputs, check_tensor, check_weights, moved
 from gradtrace.errors import check
 
 
@@ -90,13 +90,7 @@ class GRUWeights:
         self, dtype: torch.dtype | None = None, device: torch.device | str | None = None
     ) -> GRUWeights:
         """Return a copy with every tensor moved to `dtype` and `device`."""
-        return replace(
-            self,
-            W_ih=self.W_ih.to(device=device, dtype=dtype),
-            W_hh=self.W_hh.to(device=device, dtype=dtype),
-            b_ih=self.b_ih.to(device=device, dtype=dtype),
-            b_hh=self.b_hh.to(device=device, dtype=dtype),
-        )
+        return moved(self, dtype, device)
 
 
 def _gates(w: GRUWeights, x: Tensor, h: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:

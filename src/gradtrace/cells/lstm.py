@@ -22,13 +22,13 @@ I input, H hidden (cell), P projection, S = P + H.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-from gradtrace.cells._checks import check_step_inputs, check_tensor, check_weights
+from gradtrace.cells._checks import check_step_inputs, check_tensor, check_weights, moved
 from gradtrace.errors import GradtraceError, check
 
 
@@ -106,13 +106,7 @@ class LSTMWeights:
         self, dtype: torch.dtype | None = None, device: torch.device | str | None = None
     ) -> LSTMWeights:
         """Return a copy with every tensor moved to `dtype` and `device`."""
-        return replace(
-            self,
-            W_ih=self.W_ih.to(device=device, dtype=dtype),
-            W_hh=self.W_hh.to(device=device, dtype=dtype),
-            b=self.b.to(device=device, dtype=dtype),
-            W_hr=None if self.W_hr is None else self.W_hr.to(device=device, dtype=dtype),
-        )
+        return moved(self, dtype, device)
 
 
 def split_state(w: LSTMWeights, s: Tensor) -> tuple[Tensor, Tensor]:

@@ -13,12 +13,12 @@ Bengio 2013). The state is h itself, so S = H. Shapes: B batch, I input, H hidde
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
-from gradtrace.cells._checks import check_step_inputs, check_tensor, check_weights
+from gradtrace.cells._checks import check_step_inputs, check_tensor, check_weights, moved
 from gradtrace.core.activations import get_activation
 from gradtrace.errors import check
 
@@ -77,12 +77,7 @@ class RNNWeights:
         self, dtype: torch.dtype | None = None, device: torch.device | str | None = None
     ) -> RNNWeights:
         """Return a copy with every tensor moved to `dtype` and `device`."""
-        return replace(
-            self,
-            W_hh=self.W_hh.to(device=device, dtype=dtype),
-            W_hx=self.W_hx.to(device=device, dtype=dtype),
-            b=self.b.to(device=device, dtype=dtype),
-        )
+        return moved(self, dtype, device)
 
 
 def rnn_preactivation(w: RNNWeights, x: Tensor, h: Tensor) -> Tensor:
