@@ -20,7 +20,7 @@ from torch import nn
 
 from gradtrace.cli.trace import trace_command
 from gradtrace.errors import GradtraceError
-from gradtrace.tracing import TraceResult, trace
+from gradtrace.tracing import SensitivityProfile, TraceResult, trace
 
 DTYPE = torch.float64
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
@@ -83,6 +83,25 @@ def test_factory_model_with_random_input_prints_json_equal_to_the_library(
         torch.testing.assert_close(got.log10_norm, want.log10_norm, atol=0, rtol=0)
         assert got.lyapunov is not None and want.lyapunov is not None
         torch.testing.assert_close(got.lyapunov.exponents, want.lyapunov.exponents)
+
+
+def test_sensitivity_mode_equals_autograd_and_draws_a_figure(
+    factory: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    figure = tmp_path / "sens.png"
+    args = ["trace", "--model", factory, "--shape", "6,2,3", "--batch-first", "--seed", "3"]
+    code, out = invoke([*args, "--sensitivity", "--json", "--plot", str(figure)], capsys)
+    assert code == 0
+    profile = SensitivityProfile.from_dict(json.loads(out))
+    from tracecli_models import build  # type: ignore[import-not-found]
+
+    # Reference: one output unit, so ||dy_T/dx_k|| is the norm of autograd's gradient (1e-12).
+    x = torch.randn(6, 2, 3, generator=torch.Generator().manual_seed(3), dtype=DTYPE)
+    x = x.transpose(0, 1).clone().requires_grad_(True)  # (B, T, I)
+    (grad,) = torch.autograd.grad(build()(x)[:, -1, 0].sum(), x)
+    expected = torch.log10(grad.norm(dim=-1))  # (B, T)
+    torch.testing.assert_close(profile.log10_norm, expected, atol=1e-12, rtol=0)
+    assert figure.read_bytes().startswith(b"\x89PNG")
 
 
 def test_saved_module_with_npy_input_prints_a_summary_and_a_figure(

@@ -195,20 +195,29 @@ def trace_command(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random input and Lyapunov start.")] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
+    sensitivity: Annotated[
+        bool,
+        typer.Option(
+            "--sensitivity",
+            help="Measure the input-sensitivity profile ||dy_T/dx_k|| instead: works for any "
+            "sequence model, recurrent or not (a Transformer, a temporal convolution).",
+        ),
+    ] = False,
     as_json: Json = False,
     plot: Plot = None,
 ) -> None:
     """Trace gradient flow through time in every nn.RNN/LSTM/GRU of a model.
 
     Each layer is re-executed from its own weights: c(k) = ||dh_T/dh_k|| per layer, exactly.
+    With --sensitivity, any sequence model's ||dy_T/dx_k|| for every input step k instead.
 
     Example: gradtrace trace --model mypkg.models:build --shape 200,8,32 --plot trace.png
     """
     check_plot(plot)
     import torch
 
-    from gradtrace.plots.trace import plot_trace
-    from gradtrace.tracing import trace
+    from gradtrace.plots.trace import plot_sensitivity, plot_trace
+    from gradtrace.tracing import input_sensitivity, trace
 
     check(
         device in ("cpu", "cuda", "auto"), f"`--device` must be cpu, cuda or auto, got {device!r}"
@@ -223,6 +232,20 @@ def trace_command(
     first = next((p for p in net.parameters() if p.is_floating_point()), None)
     like = first if first is not None else torch.empty(0)
     x = load_inputs(input_file, shape, batch_first, like.detach(), seed)
+    if sensitivity:
+        profile = input_sensitivity(net, x, batch_first=batch_first, metric=metric)
+        mean = profile.log10_norm.mean(dim=0)
+        finish(
+            profile,
+            as_json=as_json,
+            plot=plot,
+            draw=plot_sensitivity,
+            summary=lambda: (
+                f"log10 {profile.quantity} ({profile.metric}), batch mean: first step "
+                f"{float(mean[0]):+.4g}, last step {float(mean[-1]):+.4g}, over T = {profile.steps}"
+            ),
+        )
+        return
     k = _parse_lyapunov(lyapunov)
     result = trace(net, x, module=module, metric=metric, lyapunov=k, seed=seed)
     finish(

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from gradtrace.plots.figure import curve_limits, finite_values, save
-from gradtrace.tracing.records import LayerTrace, TraceResult
+from gradtrace.tracing.records import LayerTrace, SensitivityProfile, TraceResult
 
 import matplotlib.pyplot as plt  # isort: skip  (after figure, which selects the Agg backend)
 
@@ -69,4 +69,22 @@ def plot_trace(result: TraceResult, path: str | Path, title: str | None = None) 
         ax.set_visible(False)
     shape = "x".join(str(n) for n in result.input_shape)
     fig.suptitle(title or f"Gradient flow through time, inputs {shape}", fontsize=12)
+    return save(fig, path)
+
+
+def plot_sensitivity(profile: SensitivityProfile, path: str | Path) -> Path:
+    """log10 ||dy_T/dx_k|| (or ||dL/dx_k||) against the input step k, batch mean and range."""
+    fig, ax = plt.subplots(figsize=(7.0, 4.2))
+    k = np.arange(1, profile.steps + 1)
+    curves = profile.log10_norm  # (B, T)
+    mean = finite_values(curves.mean(dim=0))
+    if curves.shape[0] > 1:
+        low, high = finite_values(curves.amin(dim=0)), finite_values(curves.amax(dim=0))
+        ax.fill_between(k, low, high, color="tab:blue", alpha=0.2, lw=0, label="batch range")
+    ax.plot(k, mean, color="tab:blue", lw=2, label="batch mean")
+    ax.set_xlabel("input step k")
+    ax.set_ylabel(f"log10 ||{profile.quantity}|| ({profile.metric})")
+    ax.set_title(f"Input sensitivity {profile.quantity} over T = {profile.steps} steps")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="best", fontsize=8)
     return save(fig, path)
