@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 from torch.autograd.functional import jacobian as autograd_jacobian
 
+from gradtrace.analysis.curve_job import CurveConfig, run_curve
 from gradtrace.analysis.recurrent import (
     CurveReport,
     analyse_checkpoint,
@@ -336,3 +337,11 @@ BAD_INPUTS = [
 def test_bad_input_raises_naming_the_argument(call: Callable[[], object], match: str) -> None:
     with pytest.raises(GradtraceError, match=match):
         call()
+
+
+def test_a_report_reads_as_one_line_in_a_notebook() -> None:
+    # The dataclass repr printed every tensor in full; the summary is what a person reads.
+    report = run_curve(CurveConfig(hidden=4, steps=30, seed=2))
+    text = repr(report)
+    assert "\n" not in text and len(text) < 200
+    assert report.verdict in text and f"horizon {report.horizon}" in text

@@ -138,3 +138,11 @@ def test_find_returns_the_named_layer_and_refuses_a_missing_one() -> None:
 def test_malformed_records_are_refused(data: object, message: str) -> None:
     with pytest.raises(GradtraceError, match=message):
         TraceResult.from_dict(data)  # type: ignore[arg-type]
+
+
+def test_a_trace_reads_as_one_line_per_layer() -> None:
+    result = trace(torch.nn.GRU(3, 4, num_layers=2, dtype=DTYPE), torch.randn(9, 2, 3, dtype=DTYPE))
+    lines = repr(result).splitlines()
+    assert len(lines) == 2 + len(result.layers)  # header, one per layer, closing parenthesis
+    for line, layer in zip(lines[1:-1], result.layers, strict=True):
+        assert layer.label in line and layer.verdict in line

@@ -74,6 +74,12 @@ class DepthProfile:
     def depth(self) -> int:
         return int(self.sigma_max.shape[0])
 
+    def __repr__(self) -> str:
+        return (
+            f"DepthProfile({self.depth}-layer {self.activation} MLP, {self.init} init, width "
+            f"{self.width}: {self.rate_per_layer:+.3g} decades per layer)"
+        )
+
     @property
     def rate_per_layer(self) -> float:
         """Average change of log10 ||dL/dy_l|| per layer going back from the output."""

@@ -82,6 +82,14 @@ class CurveReport:
     def steps(self) -> int:
         return int(self.log10_norm.shape[-1])
 
+    def __repr__(self) -> str:  # one line in a notebook, not pages of tensors
+        name = self.cell + (f" {self.activation}" if self.activation else "")
+        return (
+            f"CurveReport({name}, H={self.hidden}, T={self.steps}, {self.mode}, {self.metric}: "
+            f"{self.verdict}, {self.rate_per_step:+.3g} decades/step, horizon {self.horizon}, "
+            f"lyapunov_max {self.lyapunov_max:+.3g})"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict; non-finite numbers (an exactly zero product) become None."""
         t = self.theory

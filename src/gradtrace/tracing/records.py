@@ -121,6 +121,12 @@ class LayerTrace:
         """A short name such as "encoder.lstm layer 1 reverse"."""
         return f"{self.module or self.kind} layer {self.layer} {self.direction}"
 
+    def __repr__(self) -> str:  # one line in a notebook, not pages of tensors
+        return (
+            f"LayerTrace({self.label}: {self.verdict}, {self.rate_per_step:+.3g} decades/step, "
+            f"horizon {self.horizon} of {self.steps}, B={self.batch})"
+        )
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (see the module docstring)."""
         out: dict[str, Any] = {}
@@ -203,6 +209,11 @@ class TraceResult:
     input_shape: tuple[int, ...]
     loss: float | None = None
 
+    def __repr__(self) -> str:
+        shape = "x".join(map(str, self.input_shape))
+        rows = "".join(f"\n  {layer!r}," for layer in self.layers)
+        return f"TraceResult(inputs {shape}, {self.metric}:{rows}\n)"
+
     def find(
         self, layer: int = 0, direction: str = "forward", module: str | None = None
     ) -> LayerTrace:
@@ -264,6 +275,10 @@ class SensitivityProfile:
     log10_norm: Tensor
     quantity: str
     metric: str
+
+    def __repr__(self) -> str:
+        B, T = self.log10_norm.shape
+        return f"SensitivityProfile({self.quantity}, {self.metric}, B={B}, T={T})"
 
     @property
     def steps(self) -> int:
