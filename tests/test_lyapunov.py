@@ -8,7 +8,12 @@ import pytest
 import torch
 from torch import Tensor
 
-from gradtrace.core.lyapunov import lyapunov_spectrum, lyapunov_spectrum_streaming
+from gradtrace.core.lyapunov import (
+    lyapunov_spectrum,
+    lyapunov_spectrum_streaming,
+    start_frame,
+    top_exponent,
+)
 from gradtrace.errors import GradtraceError
 
 DTYPE = torch.float64
@@ -186,3 +191,13 @@ BAD_STREAMS = [
 def test_bad_stream_raises(steps: list[Tensor], message: str) -> None:
     with pytest.raises(GradtraceError, match=message):
         lyapunov_spectrum_streaming(iter(steps))
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["unbatched", "batched"])
+def test_top_exponent_by_the_vector_sweep_equals_the_qr_method(batched: bool) -> None:
+    # The K = 1 QR method and the engine's vector sweep compute the same (1/T) ln ||P_T v0||.
+    shape = (300, 3, 6, 6) if batched else (300, 6, 6)
+    J = torch.randn(*shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64) / 2
+    q0 = start_frame(6, 1, 0)
+    expected = float(lyapunov_spectrum(J, 1, q0=q0).exponents.mean())
+    assert top_exponent(J) == pytest.approx(expected, abs=1e-12)
