@@ -22,9 +22,7 @@ from collections.abc import Callable
 
 import torch
 
-from gradtrace.cells import get_cell, run_trajectory
-from gradtrace.cells.random_weights import random_weights
-from gradtrace.cells.rnn import RNNWeights
+from gradtrace.cells import RNNWeights, get_cell, random_weights, replay
 from gradtrace.core.engine import contribution_curve
 
 
@@ -41,7 +39,8 @@ def best_time(fn: Callable[[], object], repeats: int) -> float:
 
 def engine_curve(w: RNNWeights, x: torch.Tensor, metric: str) -> torch.Tensor:
     s0 = torch.zeros(1, w.hidden_size, dtype=x.dtype)
-    _, jac = run_trajectory(get_cell("rnn"), w, x, s0)  # (T, 1, H, H)
+    with torch.no_grad():
+        jac = replay(get_cell("rnn"), w, x, s0).jacobians()  # (T, 1, H, H)
     return contribution_curve(jac[:, 0], metric).log10_norm
 
 

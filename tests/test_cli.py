@@ -1,9 +1,10 @@
 """Tests for the `gradtrace` command: the JSON contract, figures, help, and bad input.
 
-The numbers printed by `curve --json` and `mlp --json` must be exactly those of the library
-functions on the same options or arrays (run_curve, analyse_trajectory, analyse_checkpoint,
-depth_profile). Every bad input must end with exit status 2 and exactly one stderr line
-starting "gradtrace: error: ", with no traceback and without touching files already written.
+The records printed by `curve --json` and `mlp --json` must be exactly those of the library
+functions on the same options or arrays (run_curve, analyse, depth_profile), read back from
+the JSON with the records' codec. Every bad input must end with exit status 2 and exactly one
+stderr line starting "gradtrace: error: ", with no traceback and without touching files already
+written.
 """
 
 from __future__ import annotations
@@ -20,12 +21,13 @@ import pytest
 import torch
 import typer
 
-from gradtrace.analysis.curve_job import CurveConfig, run_curve
-from gradtrace.analysis.depth import depth_profile, init_mlp
-from gradtrace.analysis.recurrent import analyse_checkpoint, analyse_trajectory
+from gradtrace import records
+from gradtrace.analysis.curve import CurveConfig, analyse, run_curve
+from gradtrace.analysis.depth import depth_profile
 from gradtrace.cells import RNNWeights
 from gradtrace.cli.main import app, run
-from gradtrace.demo import EXAMPLES
+from gradtrace.gallery import EXAMPLES
+from gradtrace.records.codec import decode_tensor
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,36 +86,35 @@ def test_curve_json_holds_the_contract_and_the_library_numbers(
     argv = ["--activation", "sigmoid", "--hidden", "5", "--steps", "20", "--seed", "3"]
     argv += ["--spectrum", "eig-uniform:0:4", "--metric", "maxabs"]
     record = curve_json(argv, capsys)
-    assert record["steps"] == 20
-    assert record["hidden"] == 5
+    assert record["format"] == "gradtrace.gradient_flow/1"
+    assert record["hidden_size"] == 5
     assert record["metric"] == "maxabs"
-    assert record["k"] == list(range(20))
-    assert len(record["log10_norm"]) == 20
-    assert all(isinstance(v, float) for v in record["log10_norm"])
-    assert record["verdict"] in ("vanishing", "exploding", "neutral")
+    assert record["log10_norm"]["shape"] == [1, 20]
+    assert all(isinstance(v, float) for v in record["log10_norm"]["data"])
+    assert record["verdict"] in ("vanishing", "exploding", "neutral", "transient growth")
     for key in ("rate_per_step", "horizon", "lyapunov_max"):
         assert isinstance(record[key], int | float)
     theory = record["theory"]
     assert theory["gamma"] == 0.25
     assert theory["spectral_radius"] < 4  # eigenvalues drawn in [0, 4)
     assert theory["sigma_max"] >= theory["spectral_radius"]
-    assert len(theory["bound_log10"]) == 20
+    assert theory["bound_log10"]["shape"] == [20]
     config = CurveConfig(
         activation="sigmoid",
-        hidden=5,
+        hidden_size=5,
         steps=20,
         seed=3,
         spectrum="eig-uniform:0:4",
         metric="maxabs",
     )
-    assert record == json.loads(json.dumps(run_curve(config).to_dict()))
+    assert records.from_dict(record) == run_curve(config)
 
 
-def test_curve_json_with_a_batch_has_b_lists_of_t(capsys: pytest.CaptureFixture[str]) -> None:
+def test_curve_json_with_a_batch_has_b_rows_of_t(capsys: pytest.CaptureFixture[str]) -> None:
     record = curve_json(["--hidden", "6", "--steps", "9", "--batch", "3"], capsys)
-    assert record["batch"] == 3
-    assert [len(row) for row in record["log10_norm"]] == [9, 9, 9]
-    assert len(record["theory"]["bound_log10"]) == 9
+    assert record["log10_norm"]["shape"] == [3, 9]
+    assert decode_tensor(record["log10_norm"]).shape == (3, 9)
+    assert record["theory"]["bound_log10"]["shape"] == [9]
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
@@ -121,9 +122,10 @@ def test_curve_json_for_gated_cells(cell: str, capsys: pytest.CaptureFixture[str
     record = curve_json(["--cell", cell, "--hidden", "4", "--steps", "10"], capsys)
     assert record["theory"]["gamma"] is None
     assert record["theory"]["bound"] == "prod_t ||J_t||_2"
-    assert ("cell_path_log10_norm" in record) == (cell == "lstm")
-    pairs = zip(record["log10_norm"], record["theory"]["bound_log10"], strict=True)
-    assert max(c - bound for c, bound in pairs) < 1e-9  # c(k) <= prod ||J_t||_2
+    assert (record["cell_path_log10"] is not None) == (cell == "lstm")
+    curve = decode_tensor(record["log10_norm"])[0]
+    bound = decode_tensor(record["theory"]["bound_log10"])
+    assert float((curve - bound).max()) < 1e-9  # c(k) <= prod ||J_t||_2
 
 
 @pytest.mark.parametrize("mode", ["trajectory", "checkpoint"])
@@ -137,11 +139,15 @@ def test_curve_weights_file_gives_the_library_numbers(
     x = torch.as_tensor(a["x"])
     if mode == "trajectory":
         h0 = torch.as_tensor(a["h0"]).unsqueeze(0)
-        report = analyse_trajectory("rnn", weights, x.unsqueeze(1), h0)
+        flow = analyse(weights, x.unsqueeze(1), h0)
     else:
-        report = analyse_checkpoint(weights, x, torch.as_tensor(a["h"]))
-    assert record == json.loads(json.dumps(report.to_dict()))
-    assert (record["steps"], record["hidden"], record["mode"]) == (T, H, mode)
+        flow = analyse(weights, x, states=torch.as_tensor(a["h"]))
+    assert records.from_dict(record) == flow
+    assert (record["log10_norm"]["shape"], record["hidden_size"], record["mode"]) == (
+        [1, T],
+        H,
+        mode,
+    )
 
 
 def test_mlp_json_gives_the_library_numbers(capsys: pytest.CaptureFixture[str]) -> None:
@@ -149,18 +155,19 @@ def test_mlp_json_gives_the_library_numbers(capsys: pytest.CaptureFixture[str]) 
     code, out, err = invoke([*argv, "--init", "xavier", "--batch", "5", "--seed", "2"], capsys)
     assert (code, err) == (0, "")
     record = json.loads(out)
-    profile = depth_profile(init_mlp(8, 12, "tanh", "xavier", seed=2), "xavier", batch=5, seed=2)
-    assert record == json.loads(json.dumps(profile.to_dict()))
-    assert record["layer"] == list(range(9))
+    profile = depth_profile(8, 12, "tanh", "xavier", batch=5, seed=2)
+    assert records.from_dict(record) == profile
+    assert record["log10_grad_norm"]["shape"] == [9]  # layers 0..L
 
 
 def test_curve_summary_without_json_names_the_verdict(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = invoke(["curve", "--hidden", "4", "--steps", "10"], capsys)
-    report = run_curve(CurveConfig(hidden=4, steps=10))
+    flow = run_curve(CurveConfig(hidden_size=4, steps=10))
     assert (code, err) == (0, "")
     assert out.splitlines()[0] == "rnn tanh H=4 T=10 trajectory (spectral)"
-    assert f"verdict: {report.verdict}, {report.rate_per_step:+.4g} decades/step" in out
-    assert report.note in out
+    assert f"verdict: {flow.verdict}, {flow.rate_per_step:+.4g} decades/step" in out
+    assert f"memory horizon {flow.horizon} steps" in out
+    assert flow.note in out
 
 
 # ---------------------------------------------------------------- figures
@@ -179,14 +186,24 @@ def test_plot_writes_a_png_and_keeps_the_folder(
 ) -> None:
     neighbour = tmp_path / "notes.txt"
     neighbour.write_text("keep me")
-    target = tmp_path / "fig" / "f.png"  # a folder that does not exist yet
+    target = tmp_path / "f.png"
     code, out, err = invoke([*argv, "--plot", str(target)], capsys)
     assert (code, err) == (0, "")
     data = target.read_bytes()
     assert data.startswith(PNG_SIGNATURE)
     assert len(data) > 1000
     assert neighbour.read_text() == "keep me"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f.png", "notes.txt"]  # no temp file
     assert out.strip().endswith(f"figure: {target}")
+
+
+def test_plot_in_a_folder_that_does_not_exist_is_refused_before_the_work(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = invoke(["curve", "--plot", str(tmp_path / "fig" / "f.png")], capsys)
+    assert (code, out) == (2, "")
+    assert "`--plot` must be in an existing folder" in err
+    assert list(tmp_path.iterdir()) == []
 
 
 # ---------------------------------------------------------------- help
@@ -244,7 +261,7 @@ BAD_INPUTS = [
     ),
     pytest.param(
         lambda p: ["--weights", _bad_npz(p, x=np.ones((T, I + 2)))],
-        "`x` in --weights",
+        "`x` in `--weights`",
         id="x-vs-W_hx",
     ),
     pytest.param(
@@ -254,7 +271,7 @@ BAD_INPUTS = [
     ),
     pytest.param(
         lambda p: ["--mode", "checkpoint", "--weights", _bad_npz(p, h=np.ones((T - 1, H)))],
-        "`h` in --weights must have shape",
+        "`h` in `--weights` must have shape",
         id="h-vs-x",
     ),
     pytest.param(
@@ -272,8 +289,14 @@ BAD_INPUTS = [
         "must be finite",
         id="b-minus-inf",
     ),
-    pytest.param(lambda p: ["--steps", "0"], "`--steps` must be at least 1, got 0", id="T-0"),
-    pytest.param(lambda p: ["--steps", "-3"], "`--steps` must be at least 1, got -3", id="T-neg"),
+    pytest.param(
+        lambda p: ["--steps", "0"],
+        "`--steps` must be a whole number of at least 1, got 0",
+        id="T-0",
+    ),
+    pytest.param(
+        lambda p: ["--steps", "-3"], "`--steps` must be a whole number of at least 1", id="T-neg"
+    ),
     pytest.param(lambda p: ["--steps", "ten"], "--steps", id="T-not-a-number"),
     pytest.param(lambda p: ["--cell", "transformer"], "`--cell` must be one of", id="cell"),
     pytest.param(lambda p: ["--activation", "gelu"], "`--activation` must be one of", id="act"),
@@ -300,7 +323,7 @@ BAD_INPUTS = [
     ),
     pytest.param(
         lambda p: ["--weights", _bad_npz(p, W_hh=np.ones((H, H)) * (1 + 2j))],
-        "'W_hh' must be numeric, got dtype complex128",
+        "array 'W_hh' must be real and numeric, got dtype complex128",
         id="regression-complex-weights-lost-their-imaginary-part",
     ),
     pytest.param(
@@ -314,8 +337,11 @@ BAD_INPUTS = [
         "needs an array 'h'",
         id="checkpoint-without-h",
     ),
-    pytest.param(lambda p: ["--batch", "0"], "`--batch` must be at least 1", id="batch-0"),
-    pytest.param(lambda p: ["--hidden", "0"], "`--hidden` must be at least 1", id="hidden-0"),
+    pytest.param(lambda p: ["--batch", "0"], "`--batch` must be a whole number", id="batch-0"),
+    pytest.param(lambda p: ["--hidden", "0"], "`--hidden` must be a whole number", id="hidden-0"),
+    pytest.param(
+        lambda p: ["--mode", "checkpoint", "--cell", "gru"], "needs `--cell` rnn", id="ckpt-gru"
+    ),
     pytest.param(lambda p: ["--bogus"], "No such option: --bogus", id="unknown-option"),
     pytest.param(lambda p: ["--steps", "3", "--plot", str(p / "f.txt")], "`--plot`", id="suffix"),
 ]
@@ -411,8 +437,7 @@ def test_installed_script_prints_the_json(tmp_path: Path) -> None:
     done = subprocess.run(argv, capture_output=True, text=True, env=_env(), timeout=60, check=False)
     assert (done.returncode, done.stderr) == (0, "")
     record = json.loads(done.stdout)
-    expected = run_curve(CurveConfig(hidden=4, steps=10, seed=1)).to_dict()
-    assert record == json.loads(json.dumps(expected))
+    assert records.from_dict(record) == run_curve(CurveConfig(hidden_size=4, steps=10, seed=1))
 
 
 # ---------------------------------------------------------------- demo
@@ -425,26 +450,31 @@ def test_demo_writes_every_figure_and_record(
     out_dir = tmp_path / "demo"
     code, out, err = invoke(["demo", "--out", str(out_dir)], capsys)
     assert (code, err) == (0, "")
-    names = [*EXAMPLES, "mlp_sigmoid_depth30", "map_logistic_3.5", "rnn2_basins", "cliff"]
-    expected = sorted(
-        [f"{n}.{suffix}" for n in names for suffix in ("png", "json")] + ["mandelbrot.png"]
-    )
+    names = [
+        *EXAMPLES,
+        "mlp_sigmoid_depth30",
+        "map_logistic_3.5",
+        "rnn2_basins",
+        "cliff",
+        "mandelbrot",
+    ]
+    expected = sorted(f"{n}.{suffix}" for n in names for suffix in ("png", "json"))
     assert sorted(p.name for p in out_dir.iterdir()) == expected
     for name in names:
         assert (out_dir / f"{name}.png").read_bytes().startswith(PNG_SIGNATURE)
-        json.loads((out_dir / f"{name}.json").read_text())
+        assert isinstance(records.load(out_dir / f"{name}.json"), records.Record)
     # The lectures' first checkpoint example: the record is the library's run of that config.
-    first = json.loads((out_dir / "sigmoid_eig_0_4_checkpoint.json").read_text())
-    report = run_curve(EXAMPLES["sigmoid_eig_0_4_checkpoint"])
-    assert first == json.loads(json.dumps(report.to_dict()))
-    assert first["theory"]["spectral_radius"] < 4
-    mlp = json.loads((out_dir / "mlp_sigmoid_depth30.json").read_text())
-    assert mlp["layers"] == 30
-    assert mlp["rate_per_layer"] < 0  # sigmoid under the default init vanishes
+    first = records.load(out_dir / "sigmoid_eig_0_4_checkpoint.json")
+    assert first == run_curve(EXAMPLES["sigmoid_eig_0_4_checkpoint"])
+    assert isinstance(first, records.GradientFlow) and first.theory.spectral_radius < 4
+    mlp = records.load(out_dir / "mlp_sigmoid_depth30.json")
+    assert isinstance(mlp, records.DepthProfile) and mlp.depth == 30
+    assert mlp.rate_per_layer < 0  # sigmoid under the default init vanishes
     assert out.splitlines()[0] == f"gradtrace demo: writing into {out_dir.resolve()}"
     assert len(out.splitlines()) == len(EXAMPLES) + 7
-    cliff = json.loads((out_dir / "cliff.json").read_text())
-    assert max(cliff["clipped"]["step_lengths"]) <= cliff["clipped"]["clip"] + 1e-12
+    cliff = records.load(out_dir / "cliff.json")
+    assert isinstance(cliff, records.CliffReport) and cliff.clipped.clip is not None
+    assert float(cliff.clipped.step_lengths.max()) <= cliff.clipped.clip + 1e-12
 
 
 def test_a_product_that_is_exactly_zero_still_plots(

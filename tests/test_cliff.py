@@ -1,13 +1,19 @@
 """Gradient cliffs: the engine's gradient against autograd and finite differences, the cliff's
-position, and what norm clipping does to a descent that reaches it."""
+position, and what norm clipping does to a descent that reaches it.
+
+References: torch.autograd through a plain loop of the recurrence, central differences, the
+forward pass in `math`, and ||eta g / ||g|| || = eta for norm clipping.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 
+from gradtrace import records
 from gradtrace.dynamics.cliff import (
     CliffRNN,
     cliff_gradient,
@@ -18,6 +24,7 @@ from gradtrace.dynamics.cliff import (
     forward,
 )
 from gradtrace.errors import GradtraceError
+from gradtrace.records import CliffReport
 
 F64 = torch.float64
 MODEL = CliffRNN()  # w = 1.5, T = 20, h_0 = 0.5, target = -0.7
@@ -100,6 +107,16 @@ def test_plain_descent_overshoots_off_the_cliff() -> None:
     assert float(plain.params[-1]) == pytest.approx(after, abs=1e-4)  # and b stays there
 
 
+def test_report_round_trips_and_records_are_shared() -> None:
+    report = cliff_report(points=51, iterations=5)
+    data = json.loads(json.dumps(report.to_dict()))
+    assert data["format"] == "gradtrace.cliff_report/1"
+    assert CliffReport.from_dict(data) == report
+    assert records.CliffRNN is CliffRNN  # the model is the record, re-exported by dynamics
+    assert data["model"]["w"] == MODEL.w and data["clipped"]["clip"] == 0.1
+    assert data["plain"]["clip"] is None
+
+
 def test_clip_norm() -> None:
     g = torch.tensor([3.0, 4.0], dtype=F64)
     assert torch.allclose(clip_norm(g, 1.0), torch.tensor([0.6, 0.8], dtype=F64), atol=1e-15)
@@ -114,12 +131,12 @@ def test_clip_norm() -> None:
         (lambda: cliff_sweep(MODEL, 1.0, -1.0), "lo < hi"),
         (lambda: cliff_sweep(MODEL, points=1), "`points` must be at least 2"),
         (lambda: cliff_sweep(MODEL, param="h0"), "`param` must be one of b, w"),
-        (lambda: descend(MODEL, lr=0.0), "`--lr` must be a positive number"),
-        (lambda: descend(MODEL, clip=-1.0), "`--clip` must be a positive number"),
+        (lambda: descend(MODEL, lr=0.0), "`lr` must be a positive number"),
+        (lambda: descend(MODEL, clip=-1.0), "`clip` must be a positive number"),
         # Regressions: these were accepted, or refused as "`grad_last` must be finite".
-        (lambda: descend(MODEL, lr=math.inf), "`--lr` must be a positive number"),
-        (lambda: descend(MODEL, clip=math.inf), "`--clip` must be a positive number"),
-        (lambda: descend(MODEL, start=math.nan), "`--start` must be a finite number"),
+        (lambda: descend(MODEL, lr=math.inf), "`lr` must be a positive number"),
+        (lambda: descend(MODEL, clip=math.inf), "`clip` must be a positive number"),
+        (lambda: descend(MODEL, start=math.nan), "`start` must be a finite number"),
     ],
     ids=[
         "no-steps",

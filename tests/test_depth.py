@@ -16,9 +16,10 @@ import pytest
 import torch
 from torch import Tensor
 
-from gradtrace.analysis.depth import INITS, MLP, depth_profile, init_mlp, mlp_forward
+from gradtrace.analysis.depth import INITS, MLP, depth_profile, init_mlp, mlp_forward, profile_mlp
 from gradtrace.core.activations import ACTIVATIONS, get_activation
 from gradtrace.errors import GradtraceError
+from gradtrace.records import DepthProfile
 
 DTYPE = torch.float64
 LAYERS, WIDTH, BATCH, SEED = 12, 16, 8, 3
@@ -27,8 +28,8 @@ LAYERS, WIDTH, BATCH, SEED = 12, 16, 8, 3
 def autograd_layer_norms(mlp: MLP, batch: int, seed: int) -> Tensor:
     """log10 ||dL/dy_l|| over the whole (B, H) gradient for l = 0..L, by autograd."""
     gen = torch.Generator().manual_seed(seed + 1)
-    x = torch.randn(batch, mlp.width, generator=gen, dtype=DTYPE)
-    target = torch.randn(batch, mlp.width, generator=gen, dtype=DTYPE)
+    x = torch.randn(batch, mlp.hidden_size, generator=gen, dtype=DTYPE)
+    target = torch.randn(batch, mlp.hidden_size, generator=gen, dtype=DTYPE)
     phi = get_activation(mlp.activation).fn
     outputs = [x.requires_grad_(True)]
     for layer in range(mlp.depth):
@@ -43,7 +44,7 @@ def autograd_layer_norms(mlp: MLP, batch: int, seed: int) -> Tensor:
 @pytest.mark.parametrize("activation", list(ACTIVATIONS))
 def test_layer_norms_equal_autograd_and_stay_below_the_bound(activation: str, init: str) -> None:
     mlp = init_mlp(LAYERS, WIDTH, activation, init, seed=SEED)
-    profile = depth_profile(mlp, init, batch=BATCH, seed=SEED)
+    profile = profile_mlp(mlp, batch=BATCH, seed=SEED)
     expected = autograd_layer_norms(mlp, BATCH, SEED)
     assert profile.log10_grad_norm.shape == (LAYERS + 1,)
     torch.testing.assert_close(profile.log10_grad_norm, expected, atol=1e-10, rtol=0)
@@ -57,17 +58,20 @@ def test_layer_norms_equal_autograd_and_stay_below_the_bound(activation: str, in
     assert float((profile.log10_grad_norm - profile.bound_log10).max()) <= 1e-9
     assert profile.gamma == gamma
     assert (profile.depth, profile.width, profile.batch) == (LAYERS, WIDTH, BATCH)
+    assert (mlp.init, profile.init, profile.activation) == (init, init, activation)
 
 
 def test_sigmoid_default_init_vanishes_over_30_layers() -> None:
     # sigmoid' <= 1/4 and PyTorch's default weights have sigma_max ~ 2/sqrt(3) at H = 64, so
     # each layer at least halves the gradient: more than 9 decades over 30 layers.
-    profile = depth_profile(init_mlp(30, 64, "sigmoid", "default", seed=0), "default")
+    profile = depth_profile(30, 64, "sigmoid", "default", seed=0)  # drawn from scratch
+    assert profile == profile_mlp(init_mlp(30, 64, "sigmoid", "default", seed=0))
     g = profile.log10_grad_norm
     assert profile.rate_per_layer == pytest.approx(float(g[0] - g[-1]) / 30, rel=1e-12)
     assert profile.rate_per_layer < -0.3
     assert bool((g[1:] > g[:-1]).all())  # shrinks at every layer going back
     assert float(g[-1] - g[0]) > 9
+    assert profile.verdict == "vanishing"
 
 
 def test_mlp_forward_returns_pre_activations_and_outputs() -> None:
@@ -127,14 +131,18 @@ def test_init_is_seeded(init: str) -> None:
 
 
 def test_to_dict_is_strict_json() -> None:
-    profile = depth_profile(init_mlp(5, 8, "relu", "he", seed=2), "he", batch=4)
+    profile = profile_mlp(init_mlp(5, 8, "relu", "he", seed=2), batch=4)
     record = json.loads(json.dumps(profile.to_dict(), allow_nan=False))
-    assert record["layers"] == 5
-    assert record["layer"] == [0, 1, 2, 3, 4, 5]
-    assert record["log10_grad_norm"] == profile.log10_grad_norm.tolist()
-    assert record["theory"]["bound_log10"] == profile.bound_log10.tolist()
-    assert record["theory"]["sigma_max"] == profile.sigma_max.tolist()
-    assert record["theory"]["gamma"] == 1.0
+    assert record["format"] == "gradtrace.depth_profile/1"
+    assert record["sigma_max"]["shape"] == [5]  # one per layer
+    assert record["log10_grad_norm"]["shape"] == [6]  # layers l = 0..5
+    assert record["log10_grad_norm"]["data"] == profile.log10_grad_norm.tolist()
+    assert record["bound_log10"]["data"] == profile.bound_log10.tolist()
+    assert record["sigma_max"]["data"] == profile.sigma_max.tolist()
+    assert record["gamma"] == 1.0
+    assert record["rate_per_layer"] == profile.rate_per_layer
+    assert record["verdict"] == profile.verdict
+    assert DepthProfile.from_dict(record) == profile
     assert (record["activation"], record["init"], record["width"], record["batch"]) == (
         "relu",
         "he",
@@ -146,13 +154,27 @@ def test_to_dict_is_strict_json() -> None:
 @pytest.mark.parametrize(
     ("call", "match"),
     [
-        (lambda: init_mlp(0, 8), r"`layers` must be at least 1, got 0"),
-        (lambda: init_mlp(3, 0), r"`width` must be at least 1, got 0"),
+        (lambda: init_mlp(0, 8), r"`layers` must be a whole number of at least 1, got 0"),
+        (lambda: init_mlp(3, 0), r"`hidden_size` must be a whole number of at least 1, got 0"),
         (lambda: init_mlp(3, 8, init="lecun"), r"`init` must be one of default, xavier, he"),
         (lambda: init_mlp(3, 8, "softsign"), r"`activation` must be one of"),
-        (lambda: depth_profile(init_mlp(3, 8), batch=0), r"`batch` must be at least 1, got 0"),
+        (
+            lambda: profile_mlp(init_mlp(3, 8), batch=0),
+            r"`batch` must be a whole number of at least 1, got 0",
+        ),
+        (
+            lambda: depth_profile(3, 8, batch=0),
+            r"`batch` must be a whole number of at least 1, got 0",
+        ),
     ],
-    ids=["layers-0", "width-0", "unknown-init", "unknown-activation", "batch-0"],
+    ids=[
+        "layers-0",
+        "hidden-size-0",
+        "unknown-init",
+        "unknown-activation",
+        "batch-0",
+        "from-scratch-batch-0",
+    ],
 )
 def test_bad_input_raises_naming_the_argument(call: object, match: str) -> None:
     with pytest.raises(GradtraceError, match=match):

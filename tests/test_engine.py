@@ -5,10 +5,13 @@ References, all float64:
   (the problems are sized so they stay in range), with each metric taken by torch.linalg
   (svdvals for spectral) or written out (frobenius, maxabs): 1e-10 absolute in log10, i.e.
   about 2e-10 relative in c(k);
-- torch.autograd: ds_T/ds_k of the unrolled cells and dL/dh_k of a loss through an unrolled RNN
+- torch.autograd: ds_T/ds_k of the unrolled cells (their step Jacobians from
+  `gradtrace.cells.replay`) and dL/dh_k of a loss through an unrolled RNN
   (1e-10 in log10; vectors 1e-10 relative to the largest entry);
 - for 100,000 steps, J_t = a_t Q_t with Q_t orthogonal, so ||J_T ... J_{k+1}||_2 = prod_{t>k} a_t
-  exactly and log10 c(k) is a float64 cumulative sum of log10 a_t.
+  exactly and log10 c(k) is a float64 cumulative sum of log10 a_t;
+- the budget's estimate `sweep_work` against the bytes of the Jacobians it sweeps and one
+  S x S x S product per step.
 
 Both regimes of the internal block scan are exercised: 32-step blocks for small states (S = 3,
 or S = 40 with B = 1) and plain sequential steps for large ones (S = 40 with B = 2), with T not
@@ -25,13 +28,14 @@ import torch
 from torch import Tensor
 from torch.autograd.functional import jacobian as autograd_jacobian
 
-from gradtrace.cells import GRUWeights, LSTMWeights, RNNWeights, get_cell, run_trajectory
+from gradtrace.cells import GRUWeights, LSTMWeights, RNNWeights, get_cell, replay
 from gradtrace.core.activations import ACTIVATIONS
 from gradtrace.core.engine import (
     METRICS,
     block_size,
     contribution_curve,
     diagonal_curve,
+    sweep_work,
 )
 from gradtrace.core.gradient_profile import loss_gradient_profile
 from gradtrace.errors import GradtraceError
@@ -146,6 +150,21 @@ def test_a_small_block_of_a_large_product_stays_finite(
     torch.testing.assert_close(log10, expected, atol=atol, rtol=0)
 
 
+@pytest.mark.parametrize(("T", "B", "S"), [(70, 1, 3), (33, 2, 40)], ids=["blocks", "sequential"])
+def test_sweep_work_covers_the_jacobians_and_one_product_per_step(T: int, B: int, S: int) -> None:
+    # The budget's estimate must not be below what the sweep certainly holds and does: the
+    # (T, B, S, S) Jacobians themselves and one S x S x S product (2 S^3 flops) per step.
+    J = gaussian_jacobians(T, B, S, seed=1)
+    held = J.numel() * J.element_size()
+    for metric in METRICS:
+        work = sweep_work(T, B, S, metric)
+        assert work.memory >= held
+        assert work.flops >= 2 * T * B * S**3
+        assert work.steps >= T / block_size(B, S)
+    assert sweep_work(T, B, S, "spectral").flops > sweep_work(T, B, S, "frobenius").flops
+    assert sweep_work(T, B, S, "spectral", itemsize=4).memory >= held / 2  # float32
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 @pytest.mark.parametrize("metric", METRICS)
 def test_curve_on_cuda_equals_cpu(metric: str) -> None:
@@ -201,7 +220,8 @@ def test_trajectory_curve_equals_autograd(
     S = cell.state_size(w)
     gen = torch.Generator().manual_seed(11)
     x, s0 = _randn(gen, T_SHORT, BATCH, IN), _randn(gen, BATCH, S, scale=0.5)
-    states, jacobians = run_trajectory(cell, w, x, s0)  # (T+1, B, S), (T, B, S, S)
+    run = replay(cell, w, x, s0)
+    states, jacobians = run.states, run.jacobians()  # (T+1, B, S), (T, B, S, S)
     curve = contribution_curve(jacobians, metric, rows=block, cols=block).log10_norm  # (B, T)
     for b in range(BATCH):
         for k in range(T_SHORT):
@@ -245,7 +265,7 @@ def test_loss_gradient_profile_equals_autograd_through_an_rnn(
     loss.backward()
     expected = torch.stack([s.grad for s in states])  # (T+1, B, S): dL/dh_k
     with torch.no_grad():
-        _, J = run_trajectory(get_cell("rnn"), w, x, h.detach())  # (T, B, S, S)
+        J = replay(get_cell("rnn"), w, x, h.detach()).jacobians()  # (T, B, S, S)
         grad_last = states[-1].detach() - target  # dL/dh_T
     if B is None:
         J, grad_last, expected = J[:, 0], grad_last[0], expected[:, 0]

@@ -1,7 +1,14 @@
-"""The general fixed-point finder against fixed points known in closed form."""
+"""The general fixed-point finder against fixed points known in closed form.
+
+References: planted fixed points h* of tanh(W h + b) (b = atanh(h*) - W h*) with numpy's
+eigenvalues of the closed-form Jacobian diag(1 - h*^2) W; the roots of h = tanh(2 h) by plain
+iteration in `math`; the linear map A h + c with its fixed point from torch.linalg.solve; a map
+with no zero of F(h) - h; the kinds sink, source, saddle, marginal from the eigenvalue moduli.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 
@@ -11,6 +18,7 @@ import torch
 
 from gradtrace.core.fixed_points import box_starts, classify, find_fixed_points
 from gradtrace.errors import GradtraceError
+from gradtrace.records import FixedPoints
 
 F64 = torch.float64
 
@@ -30,11 +38,11 @@ def solve_tanh_2x() -> float:
 @pytest.mark.parametrize(
     ("W", "kind"),
     [
-        ([[1.5, -0.8], [0.6, 1.2]], "unstable"),  # eigenvalues 1.13 +- 0.52 i at h*
-        ([[0.5, -0.3], [0.2, 0.4]], "stable"),  # a contraction: h* is the only fixed point
+        ([[1.5, -0.8], [0.6, 1.2]], "source"),  # eigenvalues 1.13 +- 0.52 i at h*
+        ([[0.5, -0.3], [0.2, 0.4]], "sink"),  # a contraction: h* is the only fixed point
         ([[2.0, 0.0], [0.0, 0.5]], "saddle"),
     ],
-    ids=["unstable", "stable", "saddle"],
+    ids=["source", "sink", "saddle"],
 )
 def test_two_unit_rnn_with_planted_fixed_point(W: list[list[float]], kind: str) -> None:
     # Choose h*, then b = atanh(h*) - W h* makes tanh(W h* + b) = h* exactly.
@@ -50,20 +58,20 @@ def test_two_unit_rnn_with_planted_fixed_point(W: list[list[float]], kind: str) 
     got = point.eigenvalues.numpy()
     assert np.sort_complex(got) == pytest.approx(np.sort_complex(expected), abs=1e-10)
     moduli = np.abs(expected)
-    assert kind == ("stable" if moduli.max() < 1 else "unstable" if moduli.min() > 1 else "saddle")
+    assert kind == ("sink" if moduli.max() < 1 else "source" if moduli.min() > 1 else "saddle")
     assert point.kind == kind
     for p in found.points:  # every reported point is a fixed point
         assert float(torch.linalg.vector_norm(torch.tanh(W_hh @ p.state + b) - p.state)) < 1e-10
 
 
 def test_one_unit_rnn_w2_has_three_fixed_points() -> None:
-    # h = tanh(2 h): 0 with eigenvalue 2 (unstable) and +-x* with eigenvalue 2 (1 - x*^2).
+    # h = tanh(2 h): 0 with eigenvalue 2 (a source) and +-x* with eigenvalue 2 (1 - x*^2).
     x_star = solve_tanh_2x()
     W, b = torch.tensor([[2.0]], dtype=F64), torch.zeros(1, dtype=F64)
     found = find_fixed_points(tanh_step(W, b), box_starts(64, 1))
     states = [float(p.state) for p in found.points]
     assert states == pytest.approx([-x_star, 0.0, x_star], abs=1e-12)
-    assert [p.kind for p in found.points] == ["stable", "unstable", "stable"]
+    assert [p.kind for p in found.points] == ["sink", "source", "sink"]
     slopes = [float(p.eigenvalues.real[0]) for p in found.points]
     slope = 2 * (1 - x_star**2)
     assert slopes == pytest.approx([slope, 2.0, slope], abs=1e-12)
@@ -74,7 +82,7 @@ def test_one_unit_rnn_w_half_has_only_the_origin() -> None:
     (point,) = find_fixed_points(tanh_step(W, b), box_starts(32, 1)).points
     assert float(point.state) == pytest.approx(0.0, abs=1e-12)
     assert float(point.eigenvalues.real[0]) == pytest.approx(0.5, abs=1e-12)
-    assert point.kind == "stable"
+    assert point.kind == "sink"
 
 
 def test_degenerate_fixed_point_is_reported_once() -> None:
@@ -104,8 +112,8 @@ def test_passed_jacobian_matches_autograd() -> None:
     b = torch.tensor([0.1, -0.2], dtype=F64)
     step = tanh_step(W, b)
 
-    def analytic(h: torch.Tensor) -> torch.Tensor:
-        return torch.diag(1 - step(h[None])[0] ** 2) @ W
+    def analytic(h: torch.Tensor) -> torch.Tensor:  # batched: (B, S) -> (B, S, S)
+        return torch.diag_embed(1 - step(h) ** 2) @ W
 
     by_autograd = find_fixed_points(step, box_starts(100, 2))
     by_formula = find_fixed_points(step, box_starts(100, 2), jacobian=analytic)
@@ -123,15 +131,34 @@ def test_slow_points_are_not_fixed_points() -> None:
 @pytest.mark.parametrize(
     ("eigenvalues", "kind"),
     [
-        ([0.5, -0.9], "stable"),
-        ([1.5, -2.0], "unstable"),
+        ([0.5, -0.9], "sink"),
+        ([1.5, -2.0], "source"),
         ([1.5, 0.2], "saddle"),
         ([1.0], "marginal"),
     ],
-    ids=["stable", "unstable", "saddle", "marginal"],
+    ids=["sink", "source", "saddle", "marginal"],
 )
 def test_classify(eigenvalues: list[float], kind: str) -> None:
     assert classify(torch.tensor(eigenvalues, dtype=torch.complex128)) == kind
+
+
+def test_classify_widens_the_unit_circle_by_the_residual() -> None:
+    # A point found to residual r is known to about sqrt(r): |lambda| within 10 sqrt(r) of 1
+    # is marginal (10 sqrt(1e-8) = 1e-3), while an exact point with |lambda| = 1.00001 is not.
+    eigenvalues = torch.tensor([1.00001], dtype=torch.complex128)
+    assert classify(eigenvalues) == "source"
+    assert classify(eigenvalues, residual=1e-8) == "marginal"
+
+
+def test_fixed_points_record_round_trips() -> None:
+    W, b = torch.tensor([[2.0]], dtype=F64), torch.zeros(1, dtype=F64)
+    found = find_fixed_points(tanh_step(W, b), box_starts(64, 1))
+    data = json.loads(json.dumps(found.to_dict()))
+    assert data["format"] == "gradtrace.fixed_points/1"
+    assert [p["kind"] for p in data["points"]] == ["sink", "source", "sink"]
+    again = FixedPoints.from_dict(data)
+    assert again == found
+    assert [p.kind for p in again.of_kind("sink")] == ["sink", "sink"]
 
 
 @pytest.mark.parametrize(

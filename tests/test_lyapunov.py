@@ -1,7 +1,15 @@
-"""Lyapunov spectra against closed forms, a two-trajectory simulation and torch.linalg."""
+"""Lyapunov spectra against closed forms, a two-trajectory simulation and torch.linalg.
+
+Tests for gradtrace.core.lyapunov, in float64. References: Newman's closed form for Gaussian
+products (0.03, a statistical tolerance), Benettin's two-trajectory simulation (5e-3),
+log |det J_t| from torch.linalg.slogdet (1e-8), log |a_i| for a constant diagonal (1e-12). The
+result is the record `gradtrace.records.flow.LyapunovSpectrum`; its dict goes through the
+codec (a -inf exponent as "-Infinity") and back bit for bit.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -15,6 +23,7 @@ from gradtrace.core.lyapunov import (
     top_exponent,
 )
 from gradtrace.errors import GradtraceError
+from gradtrace.records.flow import LyapunovSpectrum
 
 DTYPE = torch.float64
 
@@ -100,6 +109,20 @@ def test_annihilated_direction_gives_minus_infinity() -> None:
     assert spectrum.exponents[1].item() == -math.inf
 
 
+def test_spectrum_is_a_record_that_round_trips_with_minus_infinity() -> None:
+    J = torch.diag(torch.tensor([2.0, 0.0], dtype=DTYPE)).expand(10, 2, 2)
+    spectrum = lyapunov_spectrum(J, q0=torch.eye(2, dtype=DTYPE))
+    assert isinstance(spectrum, LyapunovSpectrum)
+    data = json.loads(json.dumps(spectrum.to_dict(), allow_nan=False))  # strict JSON
+    assert data["exponents"]["shape"] == [2]
+    assert data["exponents"]["data"][1] == "-Infinity"
+    assert data["local_log_factors"]["shape"] == [10, 2]
+    again = LyapunovSpectrum.from_dict(data)
+    assert again == spectrum
+    assert again.steps == 10
+    assert again.top.item() == pytest.approx(math.log(2.0), abs=1e-12)
+
+
 def test_batched_equals_per_item() -> None:
     J = _gaussian_jacobians(T=80, S=5, seed=4, batch=(3,))  # (T, B, S, S)
     q0 = torch.linalg.qr(torch.randn(3, 5, 2, dtype=DTYPE)).Q  # (B, S, K)
@@ -129,6 +152,7 @@ def test_streaming_equals_stacked() -> None:
     streamed = lyapunov_spectrum_streaming(
         (J_t for J_t in J), k=3, generator=torch.Generator().manual_seed(8)
     )
+    assert isinstance(streamed, LyapunovSpectrum)
     torch.testing.assert_close(streamed.exponents, stacked.exponents, atol=0, rtol=0)
     torch.testing.assert_close(
         streamed.local_log_factors, stacked.local_log_factors, atol=0, rtol=0

@@ -1,4 +1,11 @@
-"""Iterated 1-D maps against closed forms, numpy polynomial roots and known constants."""
+"""Iterated 1-D maps against closed forms, numpy polynomial roots and known constants.
+
+References: the roots of x^2 + c = x and r x (1 - x) = x and their derivatives; the 2-cycle of
+the logistic map in closed form; the 4-cycle as real roots of the expanded polynomial
+f^4(x) - x (numpy) polished in 40-digit decimal arithmetic; ln 2 for r = 4; the Dottie number;
+hand-computed orbits that land exactly on a source (x^2 - 2 from 0, 4 x (1 - x) from 1/2); the
+tangency of x^2 + 1/4 at x = 1/2, where f'(1/2) = 1.
+"""
 
 from __future__ import annotations
 
@@ -11,8 +18,10 @@ import pytest
 import torch
 from numpy.polynomial import Polynomial
 
+import gradtrace
 from gradtrace.dynamics import chaos, maps
 from gradtrace.errors import GradtraceError
+from gradtrace.records import MapReport, from_dict
 
 R = 3.5  # lecture 003: f(x) = 3.5 x (1 - x)
 
@@ -53,7 +62,7 @@ def test_quadratic_fixed_points_closed_form() -> None:
     lower, upper = (1 - math.sqrt(0.4)) / 2, (1 + math.sqrt(0.4)) / 2
     assert [c.points[0] for c in found] == pytest.approx([lower, upper], abs=1e-12)
     assert [c.multiplier for c in found] == pytest.approx([2 * lower, 2 * upper], abs=1e-12)
-    assert [c.stability for c in found] == ["sink", "source"]
+    assert [c.kind for c in found] == ["sink", "source"]
 
 
 def test_logistic_fixed_points_closed_form() -> None:
@@ -61,7 +70,7 @@ def test_logistic_fixed_points_closed_form() -> None:
     found = maps.fixed_points(maps.get_map("logistic", R))
     assert [c.points[0] for c in found] == pytest.approx([0.0, 1 - 1 / R], abs=1e-12)
     assert [c.multiplier for c in found] == pytest.approx([R, 2 - R], abs=1e-12)
-    assert [c.stability for c in found] == ["source", "source"]
+    assert [c.kind for c in found] == ["source", "source"]
 
 
 def test_logistic_two_cycle_closed_form() -> None:
@@ -71,7 +80,7 @@ def test_logistic_two_cycle_closed_form() -> None:
     expected = sorted([(R + 1 - disc) / (2 * R), (R + 1 + disc) / (2 * R)])
     assert sorted(cycle.points) == pytest.approx(expected, abs=1e-12)
     assert cycle.multiplier == pytest.approx(4 + 2 * R - R**2, abs=1e-12)
-    assert cycle.stability == "source"
+    assert cycle.kind == "source"
 
 
 def test_logistic_settles_on_four_cycle() -> None:
@@ -85,7 +94,7 @@ def test_logistic_settles_on_four_cycle() -> None:
     assert sorted(settled.points) == pytest.approx([0.38282, 0.50088, 0.82694, 0.87500], abs=1e-5)
     expected_multiplier = float(np.prod(R * (1 - 2 * reference)))
     assert settled.multiplier == pytest.approx(expected_multiplier, abs=1e-9)
-    assert settled.stability == "sink"
+    assert settled.kind == "sink"
 
 
 def test_logistic_four_cycle_found_as_roots_of_f4() -> None:
@@ -150,7 +159,7 @@ def test_custom_map_with_autograd_derivative_finds_dottie_number() -> None:
     (point,) = maps.fixed_points(m)
     assert point.points[0] == pytest.approx(0.7390851332151607, abs=1e-12)
     assert point.multiplier == pytest.approx(-math.sin(0.7390851332151607), abs=1e-12)
-    assert point.stability == "sink"
+    assert point.kind == "sink"
 
 
 def test_custom_map_without_autograd_uses_finite_differences() -> None:
@@ -165,7 +174,56 @@ def test_report_json_round_trip() -> None:
     assert [p["points"][0] for p in data["fixed_points"]] == pytest.approx(
         [(1 - math.sqrt(0.4)) / 2, (1 + math.sqrt(0.4)) / 2], abs=1e-12
     )
-    assert data["orbit"][1] == pytest.approx(0.5**2 + 0.15, abs=1e-15)
+    assert [p["kind"] for p in data["fixed_points"]] == ["sink", "source"]
+    assert data["orbit"]["data"][1] == pytest.approx(0.5**2 + 0.15, abs=1e-15)
+    assert data["x0"] == 0.5 and data["fate"] == report.fate
+    assert data["fate"].startswith("settles on the sink fixed point 0.183772")
+    assert data["format"] == MapReport.format_tag() == "gradtrace.map_report/1"
+    assert MapReport.from_dict(data) == report
+    assert from_dict(data) == report
+
+
+def test_tangency_is_the_one_marginal_fixed_point() -> None:
+    # x^2 + 1/4 = x  <=>  (x - 1/2)^2 = 0: a double root at 1/2 with f'(1/2) = 2 x = 1. The
+    # sign of f(x) - x never changes, so only Newton finds it (converging linearly, to ~1e-8).
+    (point,) = maps.fixed_points(maps.get_map("quadratic", 0.25))
+    assert point.period == 1
+    assert point.points[0] == pytest.approx(0.5, abs=1e-6)
+    assert point.multiplier == pytest.approx(1.0, abs=1e-6)
+    assert point.kind == "marginal"
+
+
+@pytest.mark.parametrize(
+    ("name", "param", "x0", "source", "multiplier"),
+    [
+        # 0 -> -2 -> 2 -> 2: x = 2 solves x^2 - 2 = x, with f'(2) = 2 x = 4.
+        ("quadratic", -2.0, 0.0, 2.0, 4.0),
+        # 1/2 -> 1 -> 0 -> 0: x = 0 is fixed, with f'(0) = r = 4.
+        ("logistic", 4.0, 0.5, 0.0, 4.0),
+    ],
+    ids=["x^2-2-from-0", "4x(1-x)-from-half"],
+)
+def test_orbit_landing_on_a_source_has_no_attractor(
+    name: str, param: float, x0: float, source: float, multiplier: float
+) -> None:
+    m = maps.get_map(name, param)
+    assert maps.orbit(m, x0, 5)[-1].item() == source  # exact in float64: it lands on it
+    (fixed,) = [c for c in maps.fixed_points(m) if c.points[0] == pytest.approx(source, abs=1e-12)]
+    assert fixed.multiplier == pytest.approx(multiplier, abs=1e-12)
+    assert fixed.kind == "source"
+    assert maps.attractor(m, x0) is None
+    cycle, fate = maps.settle(m, x0)
+    assert cycle is None
+    assert "source" in fate and "settles on" not in fate
+
+
+def test_settle_names_the_sink_four_cycle() -> None:
+    reference = logistic_cycle_reference(R, 4)
+    cycle, fate = maps.settle(maps.get_map("logistic", R), 0.2)
+    assert cycle is not None and cycle.period == 4 and cycle.kind == "sink"
+    assert sorted(cycle.points) == pytest.approx(reference.tolist(), abs=1e-12)
+    assert fate.startswith("settles on the sink 4-cycle")
+    assert "source" not in fate
 
 
 def test_map_returning_nan_is_refused() -> None:
@@ -174,6 +232,55 @@ def test_map_returning_nan_is_refused() -> None:
         maps.fixed_points(m)
     with pytest.raises(GradtraceError, match="returned NaN"):
         maps.orbit(m, 0.1, 5)
+
+
+@pytest.mark.parametrize(("name", "param"), [("logistic", 3.0), ("quadratic", -0.75)])
+def test_regression_no_two_cycle_exactly_at_the_first_period_doubling(
+    name: str, param: float
+) -> None:
+    # At r = 3 the 2-cycle roots of r^2 x^2 - r (r + 1) x + (r + 1) have discriminant
+    # (r + 1)(r - 3) = 0: a double root at (r + 1) / (2 r) = 2/3, the fixed point itself.
+    # For x^2 + c at c = -3/4, x^2 + x + c + 1 = (x + 1/2)^2: the fixed point -1/2 again.
+    m = maps.get_map(name, param)
+    (marginal,) = [c for c in maps.fixed_points(m) if c.kind == "marginal"]
+    assert marginal.multiplier == pytest.approx(-1.0, abs=1e-12)
+    assert maps.periodic_orbits(m, 2) == ()
+
+
+@pytest.mark.parametrize(
+    ("name", "param", "x0", "point", "transient"),
+    [
+        ("quadratic", -0.75, 0.0, -0.5, 10_000),
+        ("quadratic", -0.75, 0.0, -0.5, 10_001),
+        ("logistic", 3.0, 0.2, 2 / 3, 10_000),
+        ("logistic", 3.0, 0.2, 2 / 3, 10_001),
+    ],
+    ids=["x^2-3/4-even", "x^2-3/4-odd", "r=3-even", "r=3-odd"],
+)
+def test_regression_orbit_creeps_towards_a_flip_marginal_point_whatever_the_parity(
+    name: str, param: float, x0: float, point: float, transient: int
+) -> None:
+    # At a period doubling the fixed point has multiplier -1: with y = x - x*, x^2 - 3/4 gives
+    # y -> -y + y^2, so |y| shrinks like 1/sqrt(n) while its sign alternates (r = 3 alike).
+    m = maps.get_map(name, param)
+    known = maps.fixed_points(m)
+    (marginal,) = [c for c in known if c.kind == "marginal"]
+    assert marginal.points[0] == pytest.approx(point, abs=1e-12)
+    assert marginal.multiplier == pytest.approx(-1.0, abs=1e-12)
+    start = torch.tensor([x0], dtype=torch.float64)
+    assert abs(float(maps.compose(m, start, transient + 64)) - point) < 1e-2  # close, still
+    cycle, fate = maps.settle(m, x0, transient=transient, known=known)
+    assert cycle is None
+    assert fate.startswith(f"creeps towards the marginal fixed point {point:.6g}")
+
+
+def test_orbit_over_the_work_budget_is_refused_before_allocating() -> None:
+    # 10^9 steps hold about 200 GB of orbit: refused up front, naming `steps`.
+    with (
+        gradtrace.budget(max_memory="6GB", max_seconds=300),
+        pytest.raises(GradtraceError, match=r"over the budget of .*; lower `steps`"),
+    ):
+        maps.orbit(maps.get_map("logistic"), 0.2, 10**9)
 
 
 @pytest.mark.parametrize(
@@ -186,7 +293,14 @@ def test_map_returning_nan_is_refused() -> None:
         (lambda: chaos.iterates(maps.get_map("logistic"), (0, 2)), "`orders`"),
         (lambda: chaos.iterates(maps.get_map("logistic"), points=0), "`points`"),
     ],
-    ids=["empty-range", "reversed-range", "unknown-map", "escaping-orbit", "order-0", "no-grid"],
+    ids=[
+        "empty-range",
+        "reversed-range",
+        "unknown-map",
+        "escaping-orbit",
+        "order-0",
+        "no-grid",
+    ],
 )
 def test_bad_input_is_refused(call: object, match: str) -> None:
     with pytest.raises(GradtraceError, match=match):

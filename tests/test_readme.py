@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 import torch
 
+import gradtrace
 from gradtrace.cli.main import run
+from gradtrace.core.theory import VERDICTS
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 BLOCKS = re.findall(r"```(\w*)\n(.*?)```", README, flags=re.S)
@@ -74,17 +76,29 @@ def test_the_readme_has_examples_to_run() -> None:
     assert len(COMMANDS) >= 8
 
 
+def test_the_readme_defines_every_summary_it_uses() -> None:
+    for term in ("**rate**", "**verdict**", "**memory horizon**", "**top Lyapunov exponent**"):
+        assert term in README
+    for verdict in VERDICTS:
+        assert f"*{verdict}*" in README
+
+
 @pytest.mark.parametrize("code", PYTHON, ids=[f"python-{i}" for i in range(len(PYTHON))])
 def test_python_block_runs(code: str, scratch: Path, capsys: pytest.CaptureFixture[str]) -> None:
     namespace: dict[str, Any] = {}
     exec(compile(code, "README.md", "exec"), namespace)
     # Every name a block promises to produce is there and real.
-    if "report" in namespace:
-        assert namespace["report"].verdict in ("vanishing", "exploding", "neutral")
+    if "flow" in namespace:
+        assert namespace["flow"].verdict in VERDICTS
+        assert gradtrace.load(scratch / "flow.json") == namespace["flow"]
     if "result" in namespace:
         assert len(namespace["result"].layers) == 4  # 2 layers x 2 directions of the LSTM
     if "profile" in namespace:
         assert namespace["profile"].log10_norm.shape == (4, 50)
+    if "depth" in namespace:
+        assert namespace["depth"].verdict == "vanishing"  # 30 sigmoid layers
+    if "logistic" in namespace:
+        assert namespace["logistic"].attractor.period == 4  # r = 3.5 settles on a 4-cycle
 
 
 @pytest.mark.parametrize("command", COMMANDS)

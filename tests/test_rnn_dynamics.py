@@ -1,7 +1,13 @@
-"""Small tanh RNNs as dynamical systems: fixed points, basins and the flow, by closed forms."""
+"""Small tanh RNNs as dynamical systems: fixed points, basins and the flow, by closed forms.
+
+References: the roots 0 and +-x* of h = tanh(w h) (x* by plain iteration in `math`), the
+quadrants of a decoupled pair of units, tanh(W h + b) - h evaluated directly, and the constant
+input folded into the bias.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -10,6 +16,7 @@ import torch
 from gradtrace.cells.rnn import RNNWeights
 from gradtrace.dynamics.rnn_dynamics import rnn_fixed_points, rnn_portrait, small_rnn
 from gradtrace.errors import GradtraceError
+from gradtrace.records import RNNPortrait
 
 F64 = torch.float64
 
@@ -22,21 +29,21 @@ def x_star(w: float) -> float:
     return x
 
 
-def test_one_unit_basins_split_at_the_unstable_origin() -> None:
+def test_one_unit_basins_split_at_the_source_origin() -> None:
     # h -> tanh(2 h): h_0 < 0 flows to -x*, h_0 > 0 to +x* (tanh is odd and increasing).
     portrait = rnn_portrait(small_rnn([[2.0]], [0.0]), points=41, steps=100)
     assert portrait.attractors[:, 0].tolist() == pytest.approx([-x_star(2), x_star(2)], abs=1e-12)
     axis, labels = portrait.axis, portrait.labels
     assert (labels[axis < -1e-12] == 0).all() and (labels[axis > 1e-12] == 1).all()
-    assert labels[axis.abs() < 1e-12].tolist() == [-1]  # h_0 = 0 stays on the unstable point
+    assert labels[axis.abs() < 1e-12].tolist() == [-1]  # h_0 = 0 stays on the source
 
 
 def test_two_unit_decoupled_basins_are_quadrants() -> None:
     # W = 2 I: each unit is h -> tanh(2 h) on its own, so 4 sinks (+-x*, +-x*), 4 saddles
-    # (one coordinate 0) and the unstable origin; the basin of a point is its quadrant.
+    # (one coordinate 0) and the origin, a source; the basin of a point is its quadrant.
     portrait = rnn_portrait(small_rnn([[2.0, 0.0], [0.0, 2.0]], [0.0, 0.0]), points=20, steps=60)
     kinds = [p.kind for p in portrait.fixed_points.points]
-    assert (kinds.count("stable"), kinds.count("saddle"), kinds.count("unstable")) == (4, 4, 1)
+    assert (kinds.count("sink"), kinds.count("saddle"), kinds.count("source")) == (4, 4, 1)
     x = x_star(2)
     signs = torch.sign(portrait.attractors)
     assert torch.allclose(portrait.attractors.abs(), torch.full((4, 2), x, dtype=F64), atol=1e-12)
@@ -49,6 +56,8 @@ def test_field_and_trajectories_follow_the_recurrence() -> None:
     W = torch.tensor([[1.8, -0.6], [0.4, 1.1]], dtype=F64)
     b = torch.tensor([0.1, -0.2], dtype=F64)
     portrait = rnn_portrait(small_rnn(W, b), points=11, steps=20, trajectories=3)
+    assert torch.equal(portrait.W_hh, W) and torch.equal(portrait.b, b)
+    assert portrait.state_size == 2
     axis = portrait.axis
     for i, j in [(0, 0), (3, 7), (10, 2)]:  # row i is h_2 = axis[i], column j is h_1 = axis[j]
         h = torch.stack([axis[j], axis[i]])
@@ -72,6 +81,13 @@ def test_constant_input_is_a_bias_shift() -> None:
     b = rnn_fixed_points(folded).states
     assert a.shape == b.shape == (3, 1)
     assert torch.allclose(a, b, atol=1e-12)
+
+
+def test_portrait_record_round_trips() -> None:
+    portrait = rnn_portrait(small_rnn([[2.0, 0.0], [0.0, 2.0]], [0.0, 0.0]), points=8, steps=20)
+    data = json.loads(json.dumps(portrait.to_dict()))
+    assert data["format"] == "gradtrace.rnn_portrait/1"
+    assert RNNPortrait.from_dict(data) == portrait
 
 
 @pytest.mark.parametrize(

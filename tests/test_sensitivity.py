@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.functional import jacobian
 
-from gradtrace.cells import get_cell, run_trajectory
+from gradtrace.cells import get_cell, replay
 from gradtrace.cells.random_weights import random_weights
 from gradtrace.core.engine import contribution_curve
 from gradtrace.core.gradient_profile import loss_gradient_profile
@@ -121,9 +121,10 @@ def test_step_function_trace_equals_the_analytic_cell(cell_name: str) -> None:
     cell = get_cell(cell_name)
     weights = random_weights(cell_name, 3, IN, seed=5)
     x = inputs()
-    h0 = torch.zeros(B, weights.state_size, dtype=DTYPE)
-    _, J = run_trajectory(cell, weights, x, h0)
-    rec = trace_step(lambda x_t, h: cell.step(weights, x_t, h), x, h0, lyapunov="full")
+    s0 = torch.zeros(B, weights.state_size, dtype=DTYPE)
+    J = replay(cell, weights, x, s0).jacobians()  # (T, B, S, S)
+    rec = trace_step(lambda x_t, s: cell.step(weights, x_t, s), x, s0, lyapunov="full")
+    assert (rec.cell, rec.module) == ("step", "step")
     torch.testing.assert_close(rec.log10_norm, contribution_curve(J).log10_norm, atol=ATOL, rtol=0)
     assert rec.lyapunov is not None
     assert rec.lyapunov.exponents.shape == (B, weights.state_size)
@@ -139,8 +140,8 @@ def test_step_function_curve_and_loss_profile_equal_autograd_through_the_unrolle
     def step(x_t: Tensor, h: Tensor) -> Tensor:
         return 0.7 * h + 0.5 * torch.tanh(h @ W.T + x_t @ U.T)
 
-    x, h0 = inputs(), torch.full((B, 3), 0.1, dtype=DTYPE)
-    states = [h0]
+    x, s0 = inputs(), torch.full((B, 3), 0.1, dtype=DTYPE)
+    states = [s0]
     for x_t in x:
         states.append(step(x_t, states[-1]))
     curve = []
@@ -154,7 +155,7 @@ def test_step_function_curve_and_loss_profile_equal_autograd_through_the_unrolle
         J = torch.einsum("bibj->bij", jacobian(unrolled, states[k]))
         curve.append(torch.log10(torch.linalg.matrix_norm(J, ord=2)))
     loss_fn = lambda h: h.pow(2).sum()  # noqa: E731
-    rec = trace_step(step, x, h0, loss_fn=loss_fn)
+    rec = trace_step(step, x, s0, loss_fn=loss_fn)
     torch.testing.assert_close(rec.log10_norm, torch.stack(curve, 1), atol=ATOL, rtol=0)
     h_T = states[-1].clone().requires_grad_(True)
     (g_T,) = torch.autograd.grad(loss_fn(h_T), h_T)
@@ -191,6 +192,10 @@ REFUSALS: dict[str, tuple[Callable[[], object], str]] = {
     "step-changes-shape": (
         lambda: trace_step(lambda x, h: h[:, :1], inputs(), torch.zeros(B, 3, dtype=DTYPE)),
         "`step` must return the state's shape",
+    ),
+    "initial-state-batch-mismatch": (
+        lambda: trace_step(lambda x, h: h, inputs(), torch.zeros(B + 1, 3, dtype=DTYPE)),
+        r"`s0` must have shape \(B = 2, S\), got \(3, 3\)",
     ),
 }
 

@@ -3,7 +3,8 @@
 References: torch.linalg (svdvals, eigvals) for sigma_max and rho (1e-12 relative), closed
 forms for the bounds ((gamma sigma)^(T-k), sums of known step norms; 1e-12), exact geometric
 curves for the rate (1e-12), hand-built curves with known drop points for the horizon, and
-matrix powers W^n for a non-normal checkpoint example. Everything in float64.
+matrix powers W^n for a non-normal checkpoint example. Notes are written from the judgement of
+exact geometric curves with the verdict named. Everything in float64.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import pytest
 import torch
 from torch import Tensor
 
-from gradtrace.analysis.recurrent import analyse_checkpoint
+from gradtrace.analysis.curve import analyse
 from gradtrace.cells import RNNWeights
 from gradtrace.core import theory
-from gradtrace.core.theory import MatrixSpectrum
-from gradtrace.core.weights import eig_uniform
+from gradtrace.core.spectra import eig_uniform
 from gradtrace.errors import GradtraceError
+from gradtrace.records.flow import MatrixSpectrum
 
 DTYPE = torch.float64
 
@@ -215,15 +216,24 @@ NOTES = [
 ]
 
 
+# log10 c(k) = rate * (T - k) over T = 20 steps: a geometric curve with each verdict; the
+# vanishing one never rises above the identity, so it is not transient growth.
+MEASURED_RATES = {"vanishing": -0.1, "exploding": 0.1, "neutral": 0.0}
+
+
 @pytest.mark.parametrize(("gamma", "sigma", "rho", "measured", "words"), NOTES)
-def test_criterion_note_names_non_normal_only_when_it_disagrees(
+def test_write_note_names_non_normal_only_when_it_disagrees(
     gamma: float, sigma: float, rho: float, measured: str, words: str
 ) -> None:
-    note = theory.criterion_note(gamma, MatrixSpectrum(sigma, rho), measured, -0.1)
+    rate = MEASURED_RATES[measured]
+    judgement = theory.judge(rate * torch.arange(20, 0, -1, dtype=DTYPE))
+    assert judgement.verdict == measured
+    assert judgement.rate_per_step == pytest.approx(rate, abs=1e-12)
+    note = theory.write_note(judgement, gamma, MatrixSpectrum(sigma, rho), "rnn")
     assert words in note
     assert ("non-normal" in note) == (words == "predicts vanishing but the")
     assert note.startswith(
-        f"gamma*rho = {gamma * rho:.3g} and gamma*sigma_max = {gamma * sigma:.3g}"
+        f"gamma*rho = {gamma * rho:.3g} and gamma*sigma_max = {gamma * sigma:.3g}; measured: "
     )
 
 
@@ -235,10 +245,11 @@ def test_non_normal_checkpoint_grows_although_the_eigenvalues_predict_vanishing(
     W = jordan(H, 0.5, 10.0)
     weights = RNNWeights(W, torch.ones(H, I, dtype=DTYPE), torch.zeros(H, dtype=DTYPE), "linear")
     x, h = torch.randn(T, I, generator=_gen(0), dtype=DTYPE), torch.randn(T, H, generator=_gen(1))
-    report = analyse_checkpoint(weights, x, h.to(DTYPE))
+    report = analyse(weights, x, states=h.to(DTYPE))
     powers = torch.stack([torch.linalg.matrix_power(W, T - k) for k in range(T)])  # W^(T-k)
     expected = torch.log10(torch.linalg.svdvals(powers)[:, 0])
-    torch.testing.assert_close(report.log10_norm, expected, atol=1e-10, rtol=0)
+    assert report.log10_norm.shape == (1, T)
+    torch.testing.assert_close(report.log10_norm[0], expected, atol=1e-10, rtol=0)
     assert report.theory.spectral_radius == pytest.approx(0.5, rel=1e-12)
     assert report.theory.sigma_max > 10
     assert theory.eigen_prediction(1.0, report.theory.spectral_radius) == "vanishing"
@@ -274,5 +285,5 @@ def test_a_curve_that_reaches_exactly_zero_is_vanishing_whatever_its_finite_slop
     log10_c = torch.zeros(10, dtype=DTYPE)
     log10_c[:4] = -math.inf
     assert theory.verdict(theory.measured_rate(log10_c)) == "neutral"
-    assert theory.curve_verdict(log10_c) == "vanishing"
-    assert theory.curve_verdict(torch.zeros(10, dtype=DTYPE)) == "neutral"
+    assert theory.judge(log10_c).verdict == "vanishing"
+    assert theory.judge(torch.zeros(10, dtype=DTYPE)).verdict == "neutral"

@@ -22,6 +22,7 @@ from torch.autograd.functional import jacobian
 
 from gradtrace.core.lyapunov import lyapunov_spectrum, start_frame
 from gradtrace.errors import GradtraceError
+from gradtrace.records import FixedPoints
 from gradtrace.tracing import layer_fixed_points, trace
 
 DTYPE = torch.float64
@@ -334,7 +335,7 @@ def test_traced_lyapunov_spectrum_equals_qr_on_autograd_jacobians() -> None:
 
 def test_fixed_point_of_a_two_unit_tanh_rnn_matches_the_closed_form() -> None:
     # Choose h* and set the bias so that h* = tanh(W_hh h* + W_ih x + b): then h* is a fixed
-    # point, and with ||W_hh|| = 0.6 < 1 the map contracts, so it is the only one and stable,
+    # point, and with ||W_hh|| = 0.6 < 1 the map contracts, so it is the only one and a sink,
     # with eigenvalues those of diag(1 - h*^2) W_hh (1e-10).
     rnn = nn.RNN(1, 2, dtype=DTYPE)
     angle = torch.tensor(0.7, dtype=DTYPE)
@@ -349,10 +350,11 @@ def test_fixed_point_of_a_two_unit_tanh_rnn_matches_the_closed_form() -> None:
         rnn.bias_ih_l0.copy_(torch.atanh(h_star) - W_hh @ h_star - W_ih @ x)
         rnn.bias_hh_l0.zero_()
     found = layer_fixed_points(rnn, x, starts=16)
+    assert isinstance(found, FixedPoints)
     assert len(found.points) == 1
     point = found.points[0]
     torch.testing.assert_close(point.state, h_star, atol=1e-10, rtol=0)
-    assert point.kind == "stable"
+    assert point.kind == "sink"
     expected = torch.linalg.eigvals(torch.diag(1 - h_star**2) @ W_hh)
     torch.testing.assert_close(
         point.eigenvalues.abs().sort().values, expected.abs().sort().values, atol=1e-10, rtol=0
@@ -437,7 +439,12 @@ def test_gradtrace_trace_is_the_function_whatever_was_imported_first() -> None:
     # Regression: while the subpackage was called gradtrace.trace, importing any of its modules
     # rebound the name gradtrace.trace to the package; it is gradtrace.tracing now.
     import gradtrace
-    import gradtrace.tracing.records
+    import gradtrace.tracing.api
+    import gradtrace.tracing.capture
+    import gradtrace.tracing.fixed_points
+    import gradtrace.tracing.modules
+    import gradtrace.tracing.sensitivity
+    import gradtrace.tracing.stepwise
 
     module, x = make("rnn-tanh"), sequence()
     via_package = gradtrace.trace(module, x)

@@ -1,7 +1,9 @@
-"""Tests for gradtrace.tracing.records: the JSON form is strict JSON and loses nothing.
+"""Tests for gradtrace.records.trace: a trace's JSON form is strict JSON and loses nothing.
 
 Reference: the record itself. After to_dict -> json.dumps(allow_nan=False) -> json.loads ->
-from_dict every tensor is bit-for-bit equal (NaN where NaN) and every other field equal.
+from_dict the record is == to the original (the records' own equality), and, independently of
+that equality, `assert_same` here finds every tensor bit-for-bit equal (NaN where NaN) and
+every other field equal.
 """
 
 from __future__ import annotations
@@ -9,18 +11,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 
 import pytest
 import torch
 from torch import Tensor, nn
 
-from gradtrace.core.lyapunov import LyapunovSpectrum
 from gradtrace.errors import GradtraceError
-from gradtrace.tracing import SensitivityProfile, TraceResult, input_sensitivity, trace
-from gradtrace.tracing.codec import decode_float, encode_float
-from gradtrace.tracing.records import FORMAT, LayerTrace
+from gradtrace.records import GradientFlow, LyapunovSpectrum, SensitivityProfile, TraceResult
+from gradtrace.records.codec import decode_float, encode_float
+from gradtrace.tracing import input_sensitivity, trace
 
 DTYPE = torch.float64
+FORMAT = TraceResult.format_tag()
 
 
 def through_json(data: dict[str, object]) -> dict[str, object]:
@@ -74,12 +77,16 @@ def dead_relu_trace() -> TraceResult:
 )
 def test_trace_round_trips_through_json(build: object) -> None:
     result = build()  # type: ignore[operator]
-    back = TraceResult.from_dict(through_json(result.to_dict()))
+    data = through_json(result.to_dict())
+    assert data["format"] == "gradtrace.trace/1"
+    back = TraceResult.from_dict(data)
+    assert back == result
     assert_same(result, back)
 
 
 def test_non_finite_values_are_written_as_named_strings() -> None:
     data = dead_relu_trace().to_dict()
+    assert data["layers"][0]["log10_norm"]["shape"] == [1, 4]  # (B, T), also for B = 1
     assert "-Infinity" in data["layers"][0]["log10_norm"]["data"]
     assert [encode_float(v) for v in (math.inf, -math.inf, math.nan, 1.5)] == [
         "Infinity",
@@ -91,23 +98,39 @@ def test_non_finite_values_are_written_as_named_strings() -> None:
 
 
 def test_a_hand_built_record_with_every_optional_field_round_trips() -> None:
+    layer = lstm_trace().layers[0]
     rec = dataclasses.replace(
-        lstm_trace().layers[0],
-        gamma=None,
-        sigma_max=math.nan,
+        layer,
+        activation=None,
+        theory=dataclasses.replace(
+            layer.theory,
+            gamma=None,
+            sigma_max=math.nan,
+            spectral_radius=math.inf,
+            eigen_prediction=None,
+        ),
+        rate_per_step=-math.inf,
+        lyapunov_max=math.nan,
         lyapunov=LyapunovSpectrum(
             torch.tensor([[math.inf]], dtype=DTYPE), torch.zeros(0, 1, 1, dtype=DTYPE)
         ),
         cell_path_log10=None,
         loss_grad_log10=None,
+        output_error=None,
     )
-    assert_same(rec, LayerTrace.from_dict(through_json(rec.to_dict())))
+    data = through_json(rec.to_dict())
+    assert data["format"] == "gradtrace.gradient_flow/1"
+    back = GradientFlow.from_dict(data)
+    assert back == rec
+    assert_same(rec, back)
 
 
 def test_sensitivity_profile_round_trips() -> None:
     torch.manual_seed(1)
     profile = input_sensitivity(nn.GRU(3, 2, dtype=DTYPE), torch.randn(5, 2, 3, dtype=DTYPE))
-    assert_same(profile, SensitivityProfile.from_dict(through_json(profile.to_dict())))
+    back = SensitivityProfile.from_dict(through_json(profile.to_dict()))
+    assert back == profile
+    assert_same(profile, back)
 
 
 def test_find_returns_the_named_layer_and_refuses_a_missing_one() -> None:
@@ -122,22 +145,33 @@ def test_find_returns_the_named_layer_and_refuses_a_missing_one() -> None:
     [
         (
             {
+                "format": "gradtrace.gradient_flow/1",
+                "metric": "spectral",
+                "input_shape": [],
+                "loss": None,
+                "layers": [],
+            },
+            f"`data` must be a {FORMAT} record, got format 'gradtrace.gradient_flow/1'",
+        ),
+        (
+            {
                 "format": "other/1",
                 "metric": "spectral",
                 "input_shape": [],
                 "loss": None,
                 "layers": [],
             },
-            f"must be a {FORMAT} record",
+            "`format` must be a tag such as 'gradtrace.gradient_flow/1', got 'other/1'",
         ),
-        ({"format": FORMAT}, "is missing the keys"),
-        ([], "must be a dict"),
+        ({"format": FORMAT}, "`data` of a TraceResult is missing the keys"),
+        ([], "`data` must be a dict with a 'format' tag"),
     ],
-    ids=["wrong-format", "missing-keys", "not-a-dict"],
+    ids=["wrong-kind", "foreign-format", "missing-keys", "not-a-dict"],
 )
 def test_malformed_records_are_refused(data: object, message: str) -> None:
-    with pytest.raises(GradtraceError, match=message):
+    with pytest.raises(GradtraceError, match=re.escape(message)) as err:
         TraceResult.from_dict(data)  # type: ignore[arg-type]
+    assert "\n" not in str(err.value)
 
 
 def test_a_trace_reads_as_one_line_per_layer() -> None:

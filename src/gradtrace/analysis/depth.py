@@ -18,16 +18,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
 
+from gradtrace import budgets
+from gradtrace.core import theory
 from gradtrace.core.activations import get_activation
 from gradtrace.core.engine import suffix_sum
 from gradtrace.core.gradient_profile import loss_gradient_profile
-from gradtrace.core.theory import matrix_spectrum
-from gradtrace.errors import check
+from gradtrace.errors import check, check_seed
+from gradtrace.records.depth import DepthProfile
 
 INITS = ("default", "xavier", "he")
 _GAIN_NAMES = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu", "linear": "linear"}
@@ -35,83 +36,40 @@ _GAIN_NAMES = {"sigmoid": "sigmoid", "tanh": "tanh", "relu": "relu", "linear": "
 
 @dataclass(frozen=True, eq=False)
 class MLP:
-    """Weights of an L-layer square MLP: W (L, H, H), b (L, H), and its activation."""
+    """Weights of an L-layer square MLP: W (L, H, H), b (L, H), its activation and init."""
 
     W: Tensor
     b: Tensor
     activation: str
+    init: str = "default"
 
     @property
     def depth(self) -> int:
         return int(self.W.shape[0])
 
     @property
-    def width(self) -> int:
+    def hidden_size(self) -> int:
         return int(self.W.shape[-1])
 
 
-@dataclass(frozen=True, eq=False)
-class DepthProfile:
-    """Per-layer gradient norms with the theory beside them.
-
-    Attributes:
-        log10_grad_norm: (L+1,) log10 ||dL/dy_l|| for l = 0..L (l = 0 is the input), the
-            norm taken over the whole (B, H) batch gradient.
-        sigma_max: (L,) largest singular value of each W_l.
-        bound_log10: (L+1,) log10 of ||dL/dy_L|| prod_{m>l} gamma sigma_max(W_m).
-    """
-
-    activation: str
-    init: str
-    width: int
-    batch: int
-    log10_grad_norm: Tensor
-    sigma_max: Tensor
-    gamma: float
-    bound_log10: Tensor
-
-    @property
-    def depth(self) -> int:
-        return int(self.sigma_max.shape[0])
-
-    def __repr__(self) -> str:
-        return (
-            f"DepthProfile({self.depth}-layer {self.activation} MLP, {self.init} init, width "
-            f"{self.width}: {self.rate_per_layer:+.3g} decades per layer)"
+def _check_sizes(layers: int, hidden_size: int, batch: int) -> None:
+    for name, value in (("layers", layers), ("hidden_size", hidden_size), ("batch", batch)):
+        check(
+            isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+            f"`{name}` must be a whole number of at least 1, got {value!r}",
         )
-
-    @property
-    def rate_per_layer(self) -> float:
-        """Average change of log10 ||dL/dy_l|| per layer going back from the output."""
-        g = self.log10_grad_norm
-        return float((g[0] - g[-1]) / self.depth) if bool(torch.isfinite(g).all()) else -math.inf
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (non-finite numbers become None)."""
-
-        def floats(t: Tensor) -> list[float | None]:
-            return [v if math.isfinite(v) else None for v in t.tolist()]
-
-        return {
-            "activation": self.activation,
-            "init": self.init,
-            "layers": self.depth,
-            "width": self.width,
-            "batch": self.batch,
-            "layer": list(range(self.depth + 1)),
-            "log10_grad_norm": floats(self.log10_grad_norm),
-            "rate_per_layer": self.rate_per_layer,
-            "theory": {
-                "gamma": self.gamma,
-                "sigma_max": floats(self.sigma_max),
-                "bound_log10": floats(self.bound_log10),
-            },
-        }
+    L, H, B = layers, hidden_size, batch
+    work = budgets.Work(
+        memory=8.0 * L * H * (H + 1) + 8.0 * L * B * H * (H + 3),  # weights, layer Jacobians
+        flops=L * (25.0 * H**3 + 6.0 * B * H * H),  # one SVD per layer, the sweep
+        steps=L * 40.0,  # per layer: init, forward, spectrum, sweep
+    )
+    budgets.require(work, "`layers` or `hidden_size`")
 
 
 def init_mlp(
     layers: int,
-    width: int,
+    hidden_size: int,
     activation: str = "sigmoid",
     init: str = "default",
     *,
@@ -121,26 +79,27 @@ def init_mlp(
     """Draw a seeded L-layer MLP of width H with the given initialisation.
 
     Raises:
-        GradtraceError: on layers or width below 1, an unknown activation or init.
+        GradtraceError: on layers or hidden_size below 1, an unknown activation or init, or a
+            network over the work budget.
     """
-    check(layers >= 1, f"`layers` must be at least 1, got {layers}")
-    check(width >= 1, f"`width` must be at least 1, got {width}")
+    _check_sizes(layers, hidden_size, 1)
     check(init in INITS, f"`init` must be one of {', '.join(INITS)}, got {init!r}")
     get_activation(activation)
-    gen = torch.Generator().manual_seed(seed)
-    W = torch.empty(layers, width, width, dtype=torch.float64)
-    b = torch.zeros(layers, width, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(check_seed(seed))
+    H = hidden_size
+    W = torch.empty(layers, H, H, dtype=torch.float64)
+    b = torch.zeros(layers, H, dtype=torch.float64)
     gain = torch.nn.init.calculate_gain(_GAIN_NAMES.get(activation, "leaky_relu"))  # type: ignore[arg-type]
     for layer in range(layers):
         if init == "default":
-            bound = 1 / math.sqrt(width)
+            bound = 1 / math.sqrt(H)
             W[layer].uniform_(-bound, bound, generator=gen)
             b[layer].uniform_(-bound, bound, generator=gen)
         elif init == "xavier":
             torch.nn.init.xavier_uniform_(W[layer], gain=gain, generator=gen)
         else:
-            W[layer].normal_(0.0, gain / math.sqrt(width), generator=gen)
-    return MLP(W.to(dtype), b.to(dtype), activation)
+            W[layer].normal_(0.0, gain / math.sqrt(H), generator=gen)
+    return MLP(W.to(dtype), b.to(dtype), activation, init)
 
 
 def mlp_forward(mlp: MLP, x: Tensor) -> tuple[Tensor, Tensor]:
@@ -154,17 +113,15 @@ def mlp_forward(mlp: MLP, x: Tensor) -> tuple[Tensor, Tensor]:
     return torch.stack(pre), torch.stack(outs)  # (L, B, H), (L+1, B, H)
 
 
-def depth_profile(
-    mlp: MLP, init: str = "default", *, batch: int = 32, seed: int = 0
-) -> DepthProfile:
+def profile_mlp(mlp: MLP, *, batch: int = 32, seed: int = 0) -> DepthProfile:
     """||dL/dy_l|| for every layer of `mlp` on a seeded Gaussian batch, with the bound.
 
     Raises:
-        GradtraceError: if `batch` is below 1.
+        GradtraceError: if `batch` is below 1 or the work is over the budget.
     """
-    check(batch >= 1, f"`batch` must be at least 1, got {batch}")
-    gen = torch.Generator().manual_seed(seed + 1)
-    H, dtype, device = mlp.width, mlp.W.dtype, mlp.W.device
+    _check_sizes(mlp.depth, mlp.hidden_size, batch)
+    gen = torch.Generator().manual_seed(check_seed(seed) + 1)
+    H, dtype, device = mlp.hidden_size, mlp.W.dtype, mlp.W.device
     x = torch.randn(batch, H, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)
     target = torch.randn(batch, H, generator=gen, dtype=torch.float64).to(
         dtype=dtype, device=device
@@ -176,10 +133,38 @@ def depth_profile(
     per_sample = loss_gradient_profile(jac, grad_last).log10_norm  # (B, L+1)
     # ||dL/dy_l|| over the whole batch: sqrt(sum_b ||g_b||^2), summed in log space.
     batch_norm = 0.5 * torch.logsumexp(2 * per_sample * math.log(10), dim=0) / math.log(10)
-    sigma = torch.tensor([matrix_spectrum(W).sigma_max for W in mlp.W], dtype=torch.float64)
+    sigma = torch.tensor([theory.matrix_spectrum(W).sigma_max for W in mlp.W], dtype=torch.float64)
     step = torch.log10(act.gamma * sigma)  # (L,)
     suffix = suffix_sum(step)  # (L,): sum over m > l
     bound = batch_norm[-1] + torch.cat([suffix, torch.zeros(1, dtype=torch.float64)])
+    g = batch_norm.cpu().to(torch.float64)
+    # The depth curve read as a curve through time: n = L - l layers back from the output.
+    judgement = theory.judge(g[:-1] - g[-1])
+    rate = float((g[0] - g[-1]) / mlp.depth) if bool(torch.isfinite(g).all()) else -math.inf
     return DepthProfile(
-        mlp.activation, init, H, batch, batch_norm.cpu(), sigma, act.gamma, bound.cpu()
-    )
+        mlp.activation, mlp.init, H, batch, g, sigma, act.gamma, bound.cpu(), rate,
+        judgement.verdict,
+    )  # fmt: skip
+
+
+def depth_profile(
+    layers: int = 20,
+    hidden_size: int = 64,
+    activation: str = "sigmoid",
+    init: str = "default",
+    *,
+    batch: int = 32,
+    seed: int = 0,
+) -> DepthProfile:
+    """Per-layer gradient norms of a freshly drawn MLP: `profile_mlp(init_mlp(...))`.
+
+    Example:
+        >>> depth_profile(30, 64, "sigmoid").verdict
+        'vanishing'
+
+    Raises:
+        GradtraceError: on a bad size, activation or init, or a network over the work budget.
+    """
+    _check_sizes(layers, hidden_size, batch)
+    mlp = init_mlp(layers, hidden_size, activation, init, seed=seed)
+    return profile_mlp(mlp, batch=batch, seed=seed)

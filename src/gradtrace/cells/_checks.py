@@ -1,7 +1,7 @@
 """What the cells' weight classes share: argument checks, and moving every tensor at once.
 
 Each check raises `GradtraceError` with one sentence naming the argument. Finiteness is checked
-where data enters (weight construction, `run_trajectory`), not on every step, because it costs a
+where data enters (weight construction, `replay`), not on every step, because it costs a
 device synchronisation.
 """
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from gradtrace.cells._checks import check_step_inputs, check_tensor, check_weights, moved
 from gradtrace.errors import check
@@ -82,9 +82,19 @@ class GRUWeights:
         return self.W_ih.shape[1]
 
     @property
+    def proj_size(self) -> int:
+        """P, the size of h: H (only an LSTM can project h to another size)."""
+        return self.hidden_size
+
+    @property
     def state_size(self) -> int:
         """S = H: the state is the hidden vector."""
         return self.hidden_size
+
+    def recurrent_blocks(self) -> dict[str, Tensor]:
+        """Each gate's square recurrent block (H, H) by name: W_hr, W_hz, W_hn."""
+        H = self.hidden_size
+        return {f"W_h{g}": self.W_hh[i * H : (i + 1) * H] for i, g in enumerate("rzn")}
 
     def to(
         self, dtype: torch.dtype | None = None, device: torch.device | str | None = None
@@ -146,26 +156,3 @@ def gru_jacobian(w: GRUWeights, x: Tensor, h: Tensor) -> Tensor:
     W_gates = w.W_hh.reshape(3, H, H)  # (3, H, H): rows of r, z, n
     J = torch.einsum("bkh,khj->bhj", coef, W_gates)  # (B, H, H)
     return J + torch.diag_embed(z)  # (B, H, H)
-
-
-def gru_weights_from_torch(cell: nn.Module) -> GRUWeights:
-    """Copy the weights of a `torch.nn.GRUCell` (with or without bias).
-
-    Args:
-        cell: A `torch.nn.GRUCell`; its parameters are detached and cloned.
-
-    Returns:
-        GRUWeights (zero biases when the cell has none).
-
-    Raises:
-        GradtraceError: if `cell` is not a `torch.nn.GRUCell`.
-    """
-    check(
-        isinstance(cell, nn.GRUCell),
-        f"`cell` must be a torch.nn.GRUCell, got {type(cell).__name__}",
-    )
-    p = {name: t.detach().clone() for name, t in cell.named_parameters()}
-    W_ih, W_hh = p["weight_ih"], p["weight_hh"]
-    b_ih = p.get("bias_ih", W_ih.new_zeros(W_ih.shape[0]))
-    b_hh = p.get("bias_hh", W_hh.new_zeros(W_hh.shape[0]))
-    return GRUWeights(W_ih=W_ih, W_hh=W_hh, b_ih=b_ih, b_hh=b_hh)

@@ -6,7 +6,7 @@ z_t = W_ih x_t + W_hh h_{t-1} + b split into four blocks of H rows:
     i_t = sigma(z_i),  f_t = sigma(z_f),  g_t = tanh(z_g),  o_t = sigma(z_o)
     c_t = f_t * c_{t-1} + i_t * g_t
     m_t = o_t * tanh(c_t)
-    h_t = m_t,  or  h_t = W_hr m_t  with a projection (PyTorch's proj_size = P)
+    h_t = m_t,  or  h_t = W_proj m_t  with a projection (PyTorch's proj_size = P)
 
 The state is one flat vector s = cat(h, c) of size S = P + H (P = H without projection), and
 the step Jacobian ds_t/ds_{t-1} has the block layout
@@ -26,10 +26,10 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from gradtrace.cells._checks import check_step_inputs, check_tensor, check_weights, moved
-from gradtrace.errors import GradtraceError, check
+from gradtrace.errors import check
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,7 +40,7 @@ class LSTMWeights:
         W_ih: Input weights of the gates (i, f, g, o) stacked, shape (4H, I).
         W_hh: Recurrent weights of the gates stacked, shape (4H, P).
         b: Gate bias, shape (4H,) (PyTorch's bias_ih + bias_hh).
-        W_hr: Projection h_t = W_hr m_t, shape (P, H), or None for no projection (P = H).
+        W_proj: Projection h_t = W_proj m_t, shape (P, H), or None for no projection (P = H).
 
     Raises:
         GradtraceError: if a shape disagrees, a weight is not finite, or the dtypes or devices
@@ -50,7 +50,7 @@ class LSTMWeights:
     W_ih: Tensor
     W_hh: Tensor
     b: Tensor
-    W_hr: Tensor | None = None
+    W_proj: Tensor | None = None
 
     def __post_init__(self) -> None:
         W_ih = check_tensor("W_ih", self.W_ih, 2)
@@ -61,18 +61,18 @@ class LSTMWeights:
             f"got shape {tuple(W_ih.shape)}",
         )
         H = P = rows // 4
-        if self.W_hr is not None:
-            W_hr = check_tensor("W_hr", self.W_hr, 2)
+        if self.W_proj is not None:
+            W_proj = check_tensor("W_proj", self.W_proj, 2)
             check(
-                W_hr.shape[1] == H,
-                f"`W_hr` must have shape (P, H = {H}) to match `W_ih`, "
-                f"got shape {tuple(W_hr.shape)}",
+                W_proj.shape[1] == H,
+                f"`W_proj` must have shape (P, H = {H}) to match `W_ih`, "
+                f"got shape {tuple(W_proj.shape)}",
             )
-            P = W_hr.shape[0]
+            P = W_proj.shape[0]
         W_hh = check_tensor("W_hh", self.W_hh, 2)
         check(
             W_hh.shape == (4 * H, P),
-            f"`W_hh` must have shape (4H, P) = ({4 * H}, {P}) to match `W_ih` and `W_hr`, "
+            f"`W_hh` must have shape (4H, P) = ({4 * H}, {P}) to match `W_ih` and `W_proj`, "
             f"got shape {tuple(W_hh.shape)}",
         )
         b = check_tensor("b", self.b, 1)
@@ -80,7 +80,7 @@ class LSTMWeights:
             b.shape == (4 * H,),
             f"`b` must have shape (4H,) = ({4 * H},) to match `W_ih`, got {tuple(b.shape)}",
         )
-        check_weights({"W_ih": W_ih, "W_hh": W_hh, "b": b, "W_hr": self.W_hr})
+        check_weights({"W_ih": W_ih, "W_hh": W_hh, "b": b, "W_proj": self.W_proj})
 
     @property
     def hidden_size(self) -> int:
@@ -95,12 +95,25 @@ class LSTMWeights:
     @property
     def proj_size(self) -> int:
         """P, the size of h: the projection's rows, or H without projection."""
-        return self.hidden_size if self.W_hr is None else self.W_hr.shape[0]
+        return self.hidden_size if self.W_proj is None else self.W_proj.shape[0]
 
     @property
     def state_size(self) -> int:
         """S = P + H, the size of the flat state cat(h, c)."""
         return self.proj_size + self.hidden_size
+
+    def recurrent_blocks(self) -> dict[str, Tensor]:
+        """Each gate's square recurrent map (H, H) by name, for the theory numbers.
+
+        Without a projection these are the blocks W_hi, W_hf, W_hg, W_ho (H, H). With one,
+        h = W_proj m, and the gates see W_h{gate} W_proj m_{t-1}: the square (H, H) map of each
+        gate is that product, named "W_h{gate} W_proj".
+        """
+        H = self.hidden_size
+        blocks = {f"W_h{g}": self.W_hh[i * H : (i + 1) * H] for i, g in enumerate("ifgo")}
+        if self.W_proj is None:
+            return blocks
+        return {f"{name} W_proj": W @ self.W_proj for name, W in blocks.items()}  # (H, H) each
 
     def to(
         self, dtype: torch.dtype | None = None, device: torch.device | str | None = None
@@ -161,7 +174,7 @@ def lstm_step(w: LSTMWeights, x: Tensor, s: Tensor) -> Tensor:
     """
     fw = _forward(w, x, s)
     m = fw.o * torch.tanh(fw.c)  # (B, H)
-    h = m if w.W_hr is None else m @ w.W_hr.T  # (B, P)
+    h = m if w.W_proj is None else m @ w.W_proj.T  # (B, P)
     return torch.cat([h, fw.c], dim=-1)  # (B, P + H)
 
 
@@ -193,18 +206,21 @@ def lstm_jacobian(w: LSTMWeights, x: Tensor, s: Tensor) -> Tensor:
     dm_dz_o = tanh_c * fw.o * (1 - fw.o)  # (B, H)
     dm_dh = dm_dz_o.unsqueeze(-1) * W_gates[3] + dm_dc.unsqueeze(-1) * dc_dh  # (B, H, P)
     dm_dc_prev = dm_dc * fw.f  # (B, H): diagonal, through c_t = f_t * c_{t-1} + ...
-    if w.W_hr is None:
+    if w.W_proj is None:
         dh_dh, dh_dc = dm_dh, torch.diag_embed(dm_dc_prev)  # (B, H, H), (B, H, H)
     else:
-        dh_dh = w.W_hr @ dm_dh  # (B, P, P)
-        dh_dc = w.W_hr * dm_dc_prev.unsqueeze(-2)  # (B, P, H): W_hr diag(dm_dc_prev)
+        dh_dh = w.W_proj @ dm_dh  # (B, P, P)
+        dh_dc = w.W_proj * dm_dc_prev.unsqueeze(-2)  # (B, P, H): W_proj diag(dm_dc_prev)
     top = torch.cat([dh_dh, dh_dc], dim=-1)  # (B, P, P + H)
     bottom = torch.cat([dc_dh, torch.diag_embed(fw.f)], dim=-1)  # (B, H, P + H)
     return torch.cat([top, bottom], dim=-2)  # (B, P + H, P + H)
 
 
-def lstm_cell_path_jacobian(w: LSTMWeights, x: Tensor, s: Tensor) -> Tensor:
-    """The partial dc_t/dc_{t-1} at fixed h_{t-1}: diag(f_t), the constant error carousel.
+def lstm_forget_gate(w: LSTMWeights, x: Tensor, s: Tensor) -> Tensor:
+    """f_t, the diagonal of the cell path dc_t/dc_{t-1} = diag(f_t) at fixed h_{t-1}.
+
+    That partial is the "constant error carousel": with f_t = 1 a gradient passes the cell
+    state unchanged.
 
     Args:
         w: The LSTM's weights.
@@ -212,48 +228,9 @@ def lstm_cell_path_jacobian(w: LSTMWeights, x: Tensor, s: Tensor) -> Tensor:
         s: Previous state cat(h_{t-1}, c_{t-1}), shape (B, P + H).
 
     Returns:
-        diag(f_t), shape (B, H, H).
+        f_t, shape (B, H).
 
     Raises:
         GradtraceError: if `x` or `s` has the wrong shape, dtype or device.
     """
-    return torch.diag_embed(_forward(w, x, s).f)  # (B, H, H)
-
-
-def lstm_weights_from_torch(cell: nn.Module) -> LSTMWeights:
-    """Copy the weights of a `torch.nn.LSTMCell` or a one-layer, one-direction `torch.nn.LSTM`.
-
-    A `torch.nn.LSTM` may have a projection (proj_size > 0); `torch.nn.LSTMCell` cannot. For
-    other configurations build `LSTMWeights` from explicit tensors.
-
-    Args:
-        cell: The module; its parameters are detached and cloned.
-
-    Returns:
-        LSTMWeights with b = bias_ih + bias_hh (zeros when the module has no bias).
-
-    Raises:
-        GradtraceError: if `cell` is neither, or is an LSTM with several layers or directions.
-    """
-    if isinstance(cell, nn.LSTMCell):
-        suffix = ""
-    elif isinstance(cell, nn.LSTM):
-        check(
-            cell.num_layers == 1 and not cell.bidirectional,
-            f"`cell` must be a one-layer, one-direction torch.nn.LSTM, got num_layers = "
-            f"{cell.num_layers} and bidirectional = {cell.bidirectional}",
-        )
-        suffix = "_l0"
-    else:
-        raise GradtraceError(
-            f"`cell` must be a torch.nn.LSTMCell or torch.nn.LSTM, got {type(cell).__name__}"
-        )
-    p = {name: t.detach().clone() for name, t in cell.named_parameters()}
-    W_ih = p["weight_ih" + suffix]
-    if "bias_ih" + suffix in p:
-        b = p["bias_ih" + suffix] + p["bias_hh" + suffix]
-    else:
-        b = W_ih.new_zeros(W_ih.shape[0])
-    return LSTMWeights(
-        W_ih=W_ih, W_hh=p["weight_hh" + suffix], b=b, W_hr=p.get("weight_hr" + suffix)
-    )
+    return _forward(w, x, s).f  # (B, H)

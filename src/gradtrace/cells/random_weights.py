@@ -13,11 +13,10 @@ from torch import Tensor
 
 from gradtrace.cells.gru import GRUWeights
 from gradtrace.cells.lstm import LSTMWeights
+from gradtrace.cells.registry import get_cell
 from gradtrace.cells.rnn import RNNWeights
-from gradtrace.core.weights import Spectrum
-from gradtrace.errors import check
-
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+from gradtrace.core.spectra import Spectrum, parse_spectrum
+from gradtrace.errors import check, check_seed
 
 
 def _uniform(
@@ -28,10 +27,10 @@ def _uniform(
 
 def random_weights(
     cell: str,
-    hidden: int,
+    hidden_size: int,
     input_size: int,
     *,
-    spectrum: Spectrum | None = None,
+    spectrum: Spectrum | str | None = None,
     activation: str = "tanh",
     seed: int = 0,
     dtype: torch.dtype = torch.float64,
@@ -40,9 +39,10 @@ def random_weights(
 
     Args:
         cell: The cell name.
-        hidden: H >= 1.
+        hidden_size: H >= 1.
         input_size: I >= 1.
-        spectrum: How to draw each recurrent block; None for PyTorch's default.
+        spectrum: How to draw each recurrent block, a `Spectrum` or a SPEC string such as
+            "radius:1.2" (`gradtrace.core.spectra`); None for PyTorch's default.
         activation: phi of a vanilla RNN (ignored by the gated cells).
         seed: Seed of the generator; the same seed gives the same weights.
         dtype: float64 or float32.
@@ -50,12 +50,17 @@ def random_weights(
     Raises:
         GradtraceError: on an unknown cell or sizes below 1.
     """
-    check(cell in GATES, f"`cell` must be one of {', '.join(GATES)}, got {cell!r}")
-    check(hidden >= 1, f"`hidden` must be at least 1, got {hidden}")
-    check(input_size >= 1, f"`input_size` must be at least 1, got {input_size}")
-    gen = torch.Generator().manual_seed(seed)
+    gates = get_cell(cell).gates
+    if isinstance(spectrum, str):
+        spectrum = parse_spectrum(spectrum)
+    for name, value in (("hidden_size", hidden_size), ("input_size", input_size)):
+        check(
+            isinstance(value, int) and not isinstance(value, bool) and value >= 1,
+            f"`{name}` must be a whole number of at least 1, got {value!r}",
+        )
+    hidden = hidden_size
+    gen = torch.Generator().manual_seed(check_seed(seed))
     bound = 1 / hidden**0.5
-    gates = GATES[cell]
     if spectrum is None:
         W_hh = _uniform((gates * hidden, hidden), bound, gen, dtype)
     else:
@@ -68,19 +73,3 @@ def random_weights(
     if cell == "lstm":
         return LSTMWeights(W_ih, W_hh, b_ih + b_hh)
     return GRUWeights(W_ih, W_hh, b_ih, b_hh)
-
-
-def recurrent_blocks(weights: RNNWeights | LSTMWeights | GRUWeights) -> dict[str, Tensor]:
-    """The square recurrent block of each gate, by gate name, for the theory numbers.
-
-    With an LSTM projection h = W_hr m the gates see W_h{gate} W_hr m_{t-1}, so the square
-    (H, H) map of each gate is that product.
-    """
-    if isinstance(weights, RNNWeights):
-        return {"W_hh": weights.W_hh}
-    H = weights.hidden_size
-    names = ("i", "f", "g", "o") if isinstance(weights, LSTMWeights) else ("r", "z", "n")
-    blocks = {f"W_h{g}": weights.W_hh[i * H : (i + 1) * H] for i, g in enumerate(names)}
-    if isinstance(weights, LSTMWeights) and weights.W_hr is not None:
-        return {f"{name} W_hr": W @ weights.W_hr for name, W in blocks.items()}  # (H, H) each
-    return blocks

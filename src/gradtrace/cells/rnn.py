@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from gradtrace.cells._checks import check_step_inputs, check_tensor, check_weights, moved
 from gradtrace.core.activations import get_activation
@@ -69,9 +69,18 @@ class RNNWeights:
         return self.W_hx.shape[1]
 
     @property
+    def proj_size(self) -> int:
+        """P, the size of h: H (only an LSTM can project h to another size)."""
+        return self.hidden_size
+
+    @property
     def state_size(self) -> int:
         """S = H: the state is the hidden vector."""
         return self.hidden_size
+
+    def recurrent_blocks(self) -> dict[str, Tensor]:
+        """The square recurrent block by name, for the theory numbers: {"W_hh": W_hh}."""
+        return {"W_hh": self.W_hh}
 
     def to(
         self, dtype: torch.dtype | None = None, device: torch.device | str | None = None
@@ -122,26 +131,3 @@ def rnn_jacobian(w: RNNWeights, x: Tensor, h: Tensor) -> Tensor:
     slope = get_activation(w.activation).derivative(rnn_preactivation(w, x, h))  # (B, H)
     # diag(d) W scales row i of W by d_i.
     return slope.unsqueeze(-1) * w.W_hh  # (B, H, H)
-
-
-def rnn_weights_from_torch(cell: nn.Module) -> RNNWeights:
-    """Copy the weights of a `torch.nn.RNNCell` (tanh or relu, with or without bias).
-
-    Args:
-        cell: A `torch.nn.RNNCell`; its parameters are detached and cloned.
-
-    Returns:
-        RNNWeights with b = bias_ih + bias_hh (zeros when the cell has no bias).
-
-    Raises:
-        GradtraceError: if `cell` is not a `torch.nn.RNNCell`.
-    """
-    check(
-        isinstance(cell, nn.RNNCell),
-        f"`cell` must be a torch.nn.RNNCell, got {type(cell).__name__}",
-    )
-    assert isinstance(cell, nn.RNNCell)  # for the type checker
-    p = {name: t.detach().clone() for name, t in cell.named_parameters()}
-    W_hh = p["weight_hh"]
-    b = p["bias_ih"] + p["bias_hh"] if cell.bias else W_hh.new_zeros(W_hh.shape[0])
-    return RNNWeights(W_hh=W_hh, W_hx=p["weight_ih"], b=b, activation=cell.nonlinearity)

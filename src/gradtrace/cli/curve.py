@@ -1,4 +1,8 @@
-"""`gradtrace curve` and `gradtrace mlp`: the core's measurements from the command line."""
+"""`gradtrace curve` and `gradtrace mlp`: contribution curves and depth profiles.
+
+The library names its arguments `hidden_size` (both commands) where the options say `--hidden`
+and `--width`; `FLAGS` tells the error messages which option the user typed.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,8 @@ from typing import Annotated
 import typer
 
 from gradtrace.cli.output import Json, Plot, check_plot, finish
+
+FLAGS = {"curve": {"hidden_size": "--hidden"}, "mlp": {"hidden_size": "--width"}}
 
 
 def curve(
@@ -44,38 +50,35 @@ def curve(
     --spectrum eig-uniform:0:4 --mode checkpoint --plot curve.png
     """
     check_plot(plot)
-    from gradtrace.analysis.curve_job import CurveConfig, run_curve
-    from gradtrace.plots.curve import plot_curve
+    from gradtrace.analysis.curve import CurveConfig, run_curve
 
     config = CurveConfig(
-        cell,
-        activation,
-        hidden,
-        input_size,
-        steps,
-        batch,
-        seed,
-        spectrum,
-        mode,
-        weights,
-        metric,
-        dtype,
-        device,
+        cell=cell,
+        activation=activation,
+        hidden_size=hidden,
+        input_size=input_size,
+        steps=steps,
+        batch=batch,
+        seed=seed,
+        spectrum=spectrum,
+        mode=mode,
+        weights=weights,
+        metric=metric,
+        dtype=dtype,
+        device=device,
     )
-    report = run_curve(config)
-    th = report.theory
+    flow = run_curve(config)
+    th = flow.theory
     finish(
-        report,
+        flow,
         as_json=as_json,
         plot=plot,
-        draw=plot_curve,
         summary=lambda: (
-            f"{report.cell}{' ' + report.activation if report.activation else ''} "
-            f"H={report.hidden} T={report.steps} {report.mode} ({report.metric})\n"
-            f"verdict: {report.verdict}, {report.rate_per_step:+.4g} decades/step, horizon "
-            f"{report.horizon} steps, top Lyapunov exponent {report.lyapunov_max:+.4g}/step\n"
+            f"{flow.label} H={flow.hidden_size} T={flow.steps} {flow.mode} ({flow.metric})\n"
+            f"verdict: {flow.verdict}, {flow.rate_per_step:+.4g} decades/step, memory horizon "
+            f"{flow.horizon} steps, top Lyapunov exponent {flow.lyapunov_max:+.4g}/step\n"
             f"theory: gamma={th.gamma}, sigma_max={th.sigma_max:.4g}, "
-            f"spectral radius={th.spectral_radius:.4g}\n{report.note}"
+            f"spectral radius={th.spectral_radius:.4g}\n{flow.note}"
         ),
     )
 
@@ -97,20 +100,16 @@ def mlp(
     Example: gradtrace mlp --layers 30 --activation sigmoid --init xavier --plot mlp.png
     """
     check_plot(plot)
-    from gradtrace.analysis.depth import depth_profile, init_mlp
-    from gradtrace.plots.depth import plot_depth
+    from gradtrace.analysis.depth import depth_profile
 
-    profile = depth_profile(
-        init_mlp(layers, width, activation, init, seed=seed), init, batch=batch, seed=seed
-    )
+    profile = depth_profile(layers, width, activation, init, batch=batch, seed=seed)
     g = profile.log10_grad_norm
     finish(
         profile,
         as_json=as_json,
         plot=plot,
-        draw=plot_depth,
         summary=lambda: (
-            f"{layers}-layer {activation} MLP, {init} init, width {width}\n"
+            f"{layers}-layer {activation} MLP, {init} init, width {width}: {profile.verdict}\n"
             f"log10 ||dL/dy||: output {float(g[-1]):+.3f}, input {float(g[0]):+.3f} "
             f"({profile.rate_per_layer:+.3g} decades per layer)"
         ),

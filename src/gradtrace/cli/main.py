@@ -5,18 +5,24 @@ Heavy imports (torch, matplotlib) happen inside the commands so that `--help` st
 Every `GradtraceError` and every usage error becomes ``gradtrace: error: ...`` on stderr and
 exit status 2, never a traceback; so does any other exception, as a last net (set
 GRADTRACE_DEBUG=1 to see its traceback instead).
+
+The library's messages name its Python arguments (`hidden_size`, `max_iter`); `flag_message`
+turns each into the option of the command the user ran (`--hidden`, `--max-iter`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import sys
+from typing import Annotated
 
 import typer
+import typer.main
 
 from gradtrace.cli import curve as curve_cli
-from gradtrace.cli import demo as demo_cli
 from gradtrace.cli import dynamics as dynamics_cli
+from gradtrace.cli import gallery as gallery_cli
 from gradtrace.cli import trace as trace_cli
 from gradtrace.errors import GradtraceError
 
@@ -33,7 +39,72 @@ app.command("map")(dynamics_cli.map_command)
 app.command("mandelbrot")(dynamics_cli.mandelbrot_command)
 app.command("cliff")(dynamics_cli.cliff_command)
 app.command("trace")(trace_cli.trace_command)
-app.command("demo")(demo_cli.demo)
+app.command("demo")(gallery_cli.demo)
+
+# Library argument -> option, where the names differ (the rest map by name: max_iter -> --max-iter).
+ALIASES: dict[str, dict[str, str]] = {
+    **curve_cli.FLAGS,
+    **trace_cli.FLAGS,
+    "map": {"map": "--map", "name": "--map", "orders": "--iterates"},
+}
+
+
+@app.callback()
+def main(
+    ctx: typer.Context,
+    max_memory: Annotated[
+        str | None,
+        typer.Option(
+            "--max-memory",
+            help="Refuse requests needing more memory than this (e.g. 16GB); default a quarter "
+            "of this machine's, or GRADTRACE_MAX_MEMORY.",
+        ),
+    ] = None,
+    max_seconds: Annotated[
+        float | None,
+        typer.Option(
+            "--max-seconds",
+            help="Refuse requests estimated to take longer; default 300, or GRADTRACE_MAX_SECONDS.",
+        ),
+    ] = None,
+) -> None:
+    """Make vanishing and exploding gradients visible, measurable and fixable."""
+    from gradtrace.budgets import budget
+
+    limits = budget(max_memory, max_seconds)  # in force until the command is done
+    limits.__enter__()
+    ctx.call_on_close(lambda: limits.__exit__(None, None, None))
+
+
+def _command_flags(argv: list[str]) -> dict[str, str]:
+    """Python name -> the option spelling, for the root options and the command in `argv`."""
+    group = typer.main.get_command(app)
+    flags: dict[str, str] = {}
+
+    def add(params: list[object]) -> None:
+        for param in params:
+            name, opts = getattr(param, "name", None), getattr(param, "opts", [])
+            if name and opts:
+                flags[name] = max(opts, key=len)
+
+    add(list(group.params))
+    commands = getattr(group, "commands", {})
+    chosen = next((word for word in argv if word in commands), None)
+    if chosen is not None:
+        add(list(commands[chosen].params))
+        flags |= ALIASES.get(chosen, {})
+    return flags
+
+
+def flag_message(message: str, argv: list[str]) -> str:
+    """`message` with each backticked Python argument replaced by the option the user typed."""
+    flags = _command_flags(argv)
+
+    def swap(match: re.Match[str]) -> str:
+        name = match.group(1)
+        return f"`{flags[name]}`" if name in flags else match.group(0)
+
+    return re.sub(r"`([A-Za-z_][A-Za-z0-9_]*)`", swap, message)
 
 
 def _fail(message: str) -> None:
@@ -43,10 +114,11 @@ def _fail(message: str) -> None:
 
 def run(argv: list[str] | None = None) -> None:
     """Entry point of the `gradtrace` script; exits 2 with one line on bad input."""
+    words = list(sys.argv[1:] if argv is None else argv)
     try:
-        code = app(args=argv, standalone_mode=False)
+        code = app(args=words, standalone_mode=False)
     except GradtraceError as err:
-        _fail(str(err))
+        _fail(flag_message(str(err), words))
     except typer.Exit as done:
         raise SystemExit(done.exit_code) from None
     except (typer.Abort, KeyboardInterrupt) as stop:
@@ -56,6 +128,8 @@ def run(argv: list[str] | None = None) -> None:
         _fail(err.format_message() or "a command is needed, listed above")
     except OSError as err:
         _fail(f"{err.strerror or err}: {getattr(err, 'filename', '') or ''}".rstrip(": "))
+    except MemoryError:
+        _fail("out of memory; lower the sizes, or the budget with --max-memory")
     except Exception as err:  # the last net: one line, never a traceback (GRADTRACE_DEBUG shows it)
         if os.environ.get("GRADTRACE_DEBUG"):
             raise

@@ -1,28 +1,24 @@
 """What every subcommand shares: the --plot and --json options and how a result goes out.
 
-A command checks its --plot path before any work (`check_plot`), computes one result, and
-hands it to `finish`, which draws the figure, then prints either one JSON object or a summary.
-JSON is strict: a non-finite number (an exactly zero product's -inf, say) is written as null,
-except in trace records, whose lossless codec keeps it as the string "-Infinity" so that
-`TraceResult.from_dict` gives back exactly what was traced.
+A command checks its --plot path before any work (`check_plot`), computes one record, and
+hands it to `finish`, which draws the record's figure, then prints either the record as one
+strict JSON object (`gradtrace.records`: non-finite numbers as "Infinity", "-Infinity", "NaN")
+or a short summary in words.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from gradtrace.jsonable import dumps
+if TYPE_CHECKING:
+    from gradtrace.records import Record
 
 Plot = Annotated[Path | None, typer.Option("--plot", help="Write a figure (.png, .pdf, .svg).")]
-Json = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of a summary.")]
-
-
-class Record(Protocol):
-    def to_dict(self) -> dict[str, Any]: ...
+Json = Annotated[bool, typer.Option("--json", help="Print the record as one JSON object.")]
 
 
 def check_plot(plot: Path | None) -> None:
@@ -39,12 +35,16 @@ def finish(
     as_json: bool,
     summary: Callable[[], str],
     plot: Path | None = None,
-    draw: Callable[[Any, Path], object] | None = None,
+    **options: Any,
 ) -> None:
     """Draw `record` to `plot` if asked, then print its JSON or its summary."""
-    if plot is not None and draw is not None:
-        draw(record, plot)
+    if plot is not None:
+        from gradtrace.plots import plot as draw
+
+        draw(record, plot, **options)
     if as_json:
-        typer.echo(dumps(record.to_dict()))
+        from gradtrace.records import dumps
+
+        typer.echo(dumps(record))
         return
     typer.echo(summary() + (f"\nfigure: {plot}" if plot is not None else ""))

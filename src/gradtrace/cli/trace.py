@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
-import os
-import sys
-import zipfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from gradtrace.cli.output import Json, Plot, check_plot, finish
-from gradtrace.errors import GradtraceError, check
+from gradtrace.errors import GradtraceError, check, check_seed
 
 if TYPE_CHECKING:
     import torch
@@ -22,133 +18,13 @@ MODEL_HELP = (
     "torch.load(weights_only=False), which runs code from the file: load only files you "
     "trust), or package.module:factory, a callable that returns the model."
 )
+FLAGS = {"trace": {"inputs": "--input", "input": "--input", "path": "--input"}}
 
 
-def _import_factory(spec: str) -> Any:
-    """The module built by `package.module:factory`, importable from the current folder too."""
-    name, _, attr = spec.partition(":")
-    check(
-        bool(name) and attr.isidentifier(),
-        f"`--model` must be a file or package.module:factory, got {spec!r}",
-    )
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
-    try:
-        module = importlib.import_module(name)
-    except ImportError as err:
-        raise GradtraceError(
-            f"`--model` factory module {name!r} could not be imported: {err}"
-        ) from None
-    factory: Any = getattr(module, attr, None)
-    check(
-        callable(factory), f"`--model` names {attr!r}, which {name!r} does not define as callable"
-    )
-    try:
-        return factory()
-    except Exception as err:  # the user's code: report it in one line, not a traceback
-        raise GradtraceError(
-            f"`--model` factory {spec!r} raised {type(err).__name__}: {err}"
-        ) from None
-
-
-def load_model(spec: str) -> torch.nn.Module:
-    """Load the model named by `--model` (see MODEL_HELP).
-
-    Raises:
-        GradtraceError: if the file is missing or unreadable, or the factory does not import
-            or returns something other than a torch.nn.Module.
-    """
+def _random_input(shape: str, batch_first: bool, like: torch.Tensor, seed: int) -> torch.Tensor:
+    """Standard-normal input of shape T,B,I (or B,T,I with --batch-first)."""
     import torch
 
-    path = Path(spec)
-    if path.is_file():
-        try:
-            if _is_torchscript(path):
-                model = _load_torchscript(path)
-            else:
-                model = torch.load(path, weights_only=False, map_location="cpu")
-        except Exception as err:  # a pickle can raise anything: every failure is "unreadable"
-            raise GradtraceError(
-                f"`--model` file {spec!r} could not be loaded ({type(err).__name__}: "
-                f"{_first_line(err)}); expected TorchScript or a torch.save'd module"
-            ) from None
-    elif ":" in spec:
-        model = _import_factory(spec)
-    else:
-        raise GradtraceError(
-            f"`--model` must be an existing file or package.module:factory, got {spec!r}"
-        )
-    check(
-        isinstance(model, torch.nn.Module),
-        f"`--model` must give a torch.nn.Module, got {type(model).__name__}",
-    )
-    return model
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else "no message"
-
-
-def _is_torchscript(path: Path) -> bool:
-    """Whether `path` is a TorchScript archive (it carries code) rather than a pickle."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any("/code/" in n or n.endswith("constants.pkl") for n in archive.namelist())
-
-
-def _load_torchscript(path: Path) -> torch.nn.Module:
-    import warnings
-
-    import torch
-
-    with warnings.catch_warnings():  # torch 2.13 marks torch.jit deprecated; it still loads
-        warnings.simplefilter("ignore", DeprecationWarning)
-        return torch.jit.load(str(path), map_location="cpu")
-
-
-def load_inputs(
-    path: Path | None, shape: str | None, batch_first: bool, like: torch.Tensor, seed: int
-) -> torch.Tensor:
-    """The model's input: from a .npy / .pt file, or standard normal of shape T,B,I.
-
-    Floating inputs take the model's dtype; integer ones (token ids) stay as they are.
-
-    Raises:
-        GradtraceError: if neither or both sources are given, the file has another suffix or
-            holds no tensor, or the shape is not three positive integers.
-    """
-    import numpy as np
-    import torch
-
-    check(
-        (path is None) != (shape is None),
-        "give exactly one of `--input FILE` and `--shape T,B,I`, got "
-        + ("both" if path is not None else "neither"),
-    )
-    if path is not None:
-        check(
-            path.suffix in (".npy", ".pt"),
-            f"`--input` must be a .npy or .pt file, got {str(path)!r}",
-        )
-        check(path.is_file(), f"`--input` file {str(path)!r} does not exist")
-        try:
-            if path.suffix == ".npy":
-                data = torch.from_numpy(np.load(path, allow_pickle=False))
-            else:
-                data = torch.load(path, weights_only=True, map_location="cpu")
-        except Exception as err:  # numpy and torch raise many types for a bad file
-            raise GradtraceError(
-                f"`--input` file {str(path)!r} could not be read ({type(err).__name__}: "
-                f"{_first_line(err)}); expected one numeric array or tensor"
-            ) from None
-        check(
-            isinstance(data, torch.Tensor),
-            f"`--input` must hold one tensor, got {type(data).__name__}",
-        )
-        return data.to(like.device, like.dtype if data.is_floating_point() else data.dtype)
-    assert shape is not None  # for the type checker: exactly one source is given
     try:
         T, B, I = (int(n) for n in shape.split(","))
     except ValueError:
@@ -156,7 +32,7 @@ def load_inputs(
             f"`--shape` must be three positive integers T,B,I, got {shape!r}"
         ) from None
     check(min(T, B, I) >= 1, f"`--shape` must be three positive integers T,B,I, got {shape!r}")
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(check_seed(seed))
     x = torch.randn(T, B, I, generator=gen, dtype=like.dtype)
     return (x.transpose(0, 1) if batch_first else x).to(like.device)
 
@@ -194,7 +70,7 @@ def trace_command(
         typer.Option(help="Also the top K Lyapunov exponents per layer (K or 'full')."),
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the random input and Lyapunov start.")] = 0,
-    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "cpu",
+    device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     sensitivity: Annotated[
         bool,
         typer.Option(
@@ -214,24 +90,27 @@ def trace_command(
     Example: gradtrace trace --model mypkg.models:build --shape 200,8,32 --plot trace.png
     """
     check_plot(plot)
+    check(
+        (input_file is None) != (shape is None),
+        "give exactly one of `--input FILE` and `--shape T,B,I`, got "
+        + ("both" if input_file is not None else "neither"),
+    )
     import torch
 
-    from gradtrace.plots.trace import plot_sensitivity, plot_trace
+    from gradtrace.io.arrays import load_tensor
+    from gradtrace.io.devices import choose_device
+    from gradtrace.io.models import load_model
     from gradtrace.tracing import input_sensitivity, trace
 
-    check(
-        device in ("cpu", "cuda", "auto"), f"`--device` must be cpu, cuda or auto, got {device!r}"
-    )
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    check(
-        device == "cpu" or torch.cuda.is_available(),
-        "`--device cuda` needs a CUDA build of torch and a GPU, and none is available here",
-    )
-    net = load_model(model).to(device)
+    net = load_model(model).to(choose_device(device))
     first = next((p for p in net.parameters() if p.is_floating_point()), None)
-    like = first if first is not None else torch.empty(0)
-    x = load_inputs(input_file, shape, batch_first, like.detach(), seed)
+    like = (first if first is not None else torch.empty(0)).detach()
+    if input_file is not None:
+        x = load_tensor(input_file, "input")
+        x = x.to(like.device, like.dtype if x.is_floating_point() else x.dtype)
+    else:
+        assert shape is not None  # exactly one source was checked above
+        x = _random_input(shape, batch_first, like, seed)
     if sensitivity:
         profile = input_sensitivity(net, x, batch_first=batch_first, metric=metric)
         mean = profile.log10_norm.mean(dim=0)
@@ -239,7 +118,6 @@ def trace_command(
             profile,
             as_json=as_json,
             plot=plot,
-            draw=plot_sensitivity,
             summary=lambda: (
                 f"log10 {profile.quantity} ({profile.metric}), batch mean: first step "
                 f"{float(mean[0]):+.4g}, last step {float(mean[-1]):+.4g}, over T = {profile.steps}"
@@ -252,10 +130,9 @@ def trace_command(
         result,
         as_json=as_json,
         plot=plot,
-        draw=plot_trace,
         summary=lambda: "\n".join(
             f"{rec.label}: {rec.verdict}, {rec.rate_per_step:+.4g} decades/step, "
-            f"horizon {rec.horizon} of {rec.steps} steps, "
+            f"memory horizon {rec.horizon} of {rec.steps} steps, "
             f"top Lyapunov exponent {rec.lyapunov_max:+.4g}/step"
             for rec in result.layers
         ),

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from gradtrace.budgets import Work
 from gradtrace.errors import check
 
 METRICS = ("spectral", "frobenius", "maxabs")
@@ -61,6 +62,20 @@ class ContributionCurve:
     def k(self) -> Tensor:
         """The start steps k = 0..T-1, aligned with the last axis of `log10_norm`."""
         return torch.arange(self.steps)
+
+
+def sweep_work(steps: int, batch: int, size: int, metric: str, itemsize: int = 8) -> Work:
+    """The estimated cost of `contribution_curve` on (T, B, S, S) Jacobians, for budgets.
+
+    The Jacobians themselves, the block scan's copies of them for small states, one matrix
+    product per step (log2 32 more inside blocks), and the spectral metric's Gram eigenvalues.
+    """
+    T, B, S = steps, batch, size
+    m = block_size(B, S)
+    scan = 1 + math.log2(m) if m > 1 else 1.0
+    flops = 2.0 * T * B * S**3 * scan + (10.0 * T * B * S**3 if metric == "spectral" else 0.0)
+    memory = itemsize * T * B * S * S * (3.0 if m > 1 else 1.2)
+    return Work(memory=memory, flops=flops, steps=T / m + T / _chunk(S))
 
 
 def check_jacobians(jacobians: Tensor, name: str = "jacobians") -> Tensor:

@@ -22,6 +22,14 @@ For products of i.i.d. Gaussian matrices with N(0, g^2/N) entries the exponents 
 exactly (Newman 1986, "The distribution of Lyapunov exponents: exact results for random
 matrices"): lambda_i = ln g + (ln(2/N) + digamma((N - i + 1)/2)) / 2, the tests' reference.
 
+Precision: every step is one QR of an (S, K) matrix the size of one Jacobian, so nothing
+under- or overflows whatever T is and rounding does not compound. In float32 the top local
+factor agrees with a float64 run to about 1e-5 relative per step, and the exponents to about
+1e-6 (S = 8) to 1e-4 (S = 32) absolute; lower local factors can differ more step by step, since
+rounding tilts the frame between nearly equal directions, but that moves expansion between them
+and cancels in the mean. The larger error is in the estimate itself: for random Jacobians the
+mean converges like 1/sqrt(T), plus a transient of order 1/T from the random start Q_0.
+
 Shape letters: T steps, B batch, S state size, K number of exponents (see `gradtrace.core`).
 """
 
@@ -29,7 +37,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from itertools import chain
 
 import torch
@@ -37,42 +44,7 @@ from torch import Tensor
 
 from gradtrace.core.gradient_profile import loss_gradient_profile
 from gradtrace.errors import check
-
-
-@dataclass(frozen=True, eq=False)  # eq=False: comparing tensor fields with == is ambiguous
-class LyapunovSpectrum:
-    """Lyapunov exponents of a Jacobian product and the per-step factors they average.
-
-    Exponents are in nats per step (natural log); divide by ln 10 for decades per step.
-
-    Precision: every step is one QR of an (S, K) matrix the size of one Jacobian, so nothing
-    under- or overflows whatever T is and rounding does not compound. In float32 the top local
-    factor agrees with a float64 run to about 1e-5 relative per step, and the exponents to
-    about 1e-6 (S = 8) to 1e-4 (S = 32) absolute; lower local factors can differ more step by
-    step, since rounding tilts the frame between nearly equal directions, but that moves
-    expansion between them and cancels in the mean. The larger error is in the estimate
-    itself: for random Jacobians the mean converges like 1/sqrt(T), plus a transient of order
-    1/T from the random start Q_0.
-
-    Attributes:
-        exponents: lambda_1 >= ... >= lambda_K, shape (K,) or (B, K) for batched input.
-        local_log_factors: log R_t[i, i] for every step, shape (T, K) or (T, B, K), with
-            columns in the same order as `exponents`, so their mean over T is `exponents`. An
-            entry is -inf where a Jacobian annihilates a direction (a dead ReLU unit, say).
-    """
-
-    exponents: Tensor
-    local_log_factors: Tensor
-
-    @property
-    def top(self) -> Tensor:
-        """The largest exponent lambda_1, shape () or (B,)."""
-        return self.exponents[..., 0]
-
-    @property
-    def steps(self) -> int:
-        """The number of Jacobians T the exponents average over."""
-        return self.local_log_factors.shape[0]
+from gradtrace.records.flow import LyapunovSpectrum
 
 
 def lyapunov_spectrum(

@@ -1,4 +1,4 @@
-"""Theory beside measurement: bounds, criteria, rates, horizons and verdicts.
+"""Theory beside measurement: bounds, criteria, rates, horizons, the verdict and its note.
 
 For a vanilla RNN every step Jacobian J_t = diag(phi'(a_t)) W_hh obeys
 ||J_t||_2 <= gamma * sigma_max(W_hh), with gamma = sup |phi'| (1/4 for sigmoid, 1 for tanh), so
@@ -8,8 +8,22 @@ For a vanilla RNN every step Jacobian J_t = diag(phi'(a_t)) W_hh obeys
 and gamma sigma_max < 1 is sufficient for vanishing. The lectures state the criterion with the
 spectral radius rho(W_hh) instead ("rho < 1/gamma: vanishing; rho > 1/gamma: exploding is
 possible"). For a normal W_hh rho = sigma_max and the two agree; for a non-normal one sigma_max
-can be many times rho and the eigenvalue criterion can be wrong about what the product does over
-a finite horizon. The long-run growth rate per step of the product is its top Lyapunov exponent.
+can be many times rho, and products can grow for many steps before the eigenvalues make them
+decay (transient growth). The long-run growth rate per step is the top Lyapunov exponent.
+
+What a measured curve is called comes from one function, `judge`, on the numbers themselves,
+with n = T - k the number of steps the gradient flows back and L(n) = log10 c(T - n):
+
+    rate        least-squares slope of L(n) against n, decades per step, over the finite points;
+                with fewer than two, the identity at n = 0 (c = metric(I)) is the second point
+    verdict     "transient growth" if the rate is below -NEUTRAL_BAND but c(k) is amplified at
+                least 10^TRANSIENT_DECADES-fold over the identity somewhere in the window;
+                else "vanishing" below -NEUTRAL_BAND (and whenever c(k) is exactly zero
+                somewhere), "exploding" above +NEUTRAL_BAND, "neutral" in between
+    horizon     the memory horizon: how many steps back c(k) stays within HORIZON_DECADES
+                decades (a factor 1000) of the one-step value c(T-1)
+
+and one function, `write_note`, puts those numbers and the theory into words.
 
 All log values here are log10 unless a name says otherwise; rates are decades per step.
 """
@@ -24,18 +38,12 @@ from torch import Tensor
 
 from gradtrace.core.engine import suffix_sum
 from gradtrace.errors import check
+from gradtrace.records.flow import MatrixSpectrum
 
-VERDICTS = ("vanishing", "exploding", "neutral")
+VERDICTS = ("vanishing", "exploding", "neutral", "transient growth")
 NEUTRAL_BAND = 0.005  # decades per step (about 1.2 % per step) counted as neither
 HORIZON_DECADES = 3.0  # the memory horizon ends where c(k) < 1e-3 c(T-1)
-
-
-@dataclass(frozen=True)
-class MatrixSpectrum:
-    """Largest singular value and spectral radius of one recurrent weight block."""
-
-    sigma_max: float
-    spectral_radius: float
+TRANSIENT_DECADES = 1.0  # amplified 10x over the identity while decaying: transient growth
 
 
 def matrix_spectrum(W: Tensor) -> MatrixSpectrum:
@@ -112,18 +120,29 @@ def norm_product_bound_log10(jacobians: Tensor, metric: str) -> Tensor:
     return (suffix + slack).T if suffix.ndim == 2 else suffix + slack
 
 
-def measured_rate(log10_norm: Tensor) -> float:
+def identity_log10(metric: str, size: int) -> float:
+    """log10 metric(I) of the S x S identity: c at n = 0, before any step."""
+    return 0.5 * math.log10(size) if metric == "frobenius" else 0.0
+
+
+def measured_rate(log10_norm: Tensor, anchor: float | None = None) -> float:
     """Least-squares slope of log10 c(k) against the distance n = T-k, in decades per step.
 
-    Non-finite values (an exactly zero product) are left out; with fewer than two finite
-    points the rate is -inf if the product vanished and 0 otherwise.
+    Non-finite values (an exactly zero product) are left out. With fewer than two finite
+    points, `anchor` (log10 c at n = 0, see `identity_log10`) is the second point when given;
+    without it the rate is -inf if the product vanished and 0 otherwise.
     """
     c = log10_norm.to(torch.float64)
     n = torch.arange(c.shape[-1], 0, -1, dtype=torch.float64, device=c.device)
     keep = torch.isfinite(c)
-    if int(keep.sum()) < 2:
-        return -math.inf if bool((c == -math.inf).any()) else 0.0
     n, c = n[keep], c[keep]
+    if n.numel() < 2 and anchor is not None:
+        n = torch.cat([n, torch.zeros(1, dtype=torch.float64, device=n.device)])
+        c = torch.cat([c, torch.full((1,), anchor, dtype=torch.float64, device=c.device)])
+        if not bool(keep.any()):
+            return -math.inf
+    if n.numel() < 2:
+        return -math.inf if bool((log10_norm == -math.inf).any()) else 0.0
     n_centered = n - n.mean()
     return float((n_centered * (c - c.mean())).sum() / (n_centered**2).sum())
 
@@ -146,7 +165,7 @@ def memory_horizon(log10_norm: Tensor, decades: float = HORIZON_DECADES) -> int:
 
 
 def verdict(rate_per_step: float, band: float = NEUTRAL_BAND) -> str:
-    """ "vanishing", "exploding" or "neutral" from the measured rate (decades per step)."""
+    """ "vanishing", "exploding" or "neutral" from a rate alone (decades per step)."""
     if rate_per_step < -band:
         return "vanishing"
     if rate_per_step > band:
@@ -154,15 +173,63 @@ def verdict(rate_per_step: float, band: float = NEUTRAL_BAND) -> str:
     return "neutral"
 
 
-def curve_verdict(log10_norm: Tensor, band: float = NEUTRAL_BAND) -> str:
-    """The verdict of a measured curve: "vanishing" outright once the product is exactly zero.
+@dataclass(frozen=True)
+class Judgement:
+    """What a measured curve does, from its numbers alone (see the module docstring).
 
-    A curve that reaches c(k) = 0 (log -inf: a dead ReLU layer, say) has vanished whatever the
-    slope of its finite part; otherwise the verdict follows the measured rate.
+    Attributes:
+        verdict: One of `VERDICTS`.
+        rate_per_step: The measured rate, decades per step.
+        horizon: The memory horizon in steps.
+        steps: T.
+        peak_log10: The largest finite log10 c(k) (-inf if none is finite).
+        peak_steps: n = T - k at that peak.
+        floor_log10: The smallest finite log10 c(k).
+        zero_from: The smallest n at which c(k) is exactly zero, or None.
+        anchor_log10: log10 c at n = 0 (the identity).
     """
-    if bool((log10_norm == -math.inf).any()):
-        return "vanishing"
-    return verdict(measured_rate(log10_norm), band)
+
+    verdict: str
+    rate_per_step: float
+    horizon: int
+    steps: int
+    peak_log10: float
+    peak_steps: int
+    floor_log10: float
+    zero_from: int | None
+    anchor_log10: float
+
+
+def judge(log10_norm: Tensor, metric: str = "spectral", size: int = 1) -> Judgement:
+    """Rate, verdict and horizon of one curve log10 c(k), k = 0..T-1.
+
+    Args:
+        log10_norm: (T,) the curve (a batch's mean curve, say).
+        metric: The metric it was measured with (for the identity at n = 0).
+        size: The size of the measured block (for the identity's Frobenius norm).
+    """
+    c = log10_norm.detach().to("cpu", torch.float64).reshape(-1)
+    T = int(c.shape[0])
+    anchor = identity_log10(metric, size)
+    rate = measured_rate(c, anchor)
+    finite = torch.isfinite(c)
+    zero = c == -math.inf
+    n = torch.arange(T, 0, -1)  # n = T - k for k = 0..T-1
+    zero_from = int(n[zero].min()) if bool(zero.any()) else None
+    if bool(finite.any()):
+        values = torch.where(finite, c, -math.inf)
+        peak_index = int(values.argmax())
+        peak, floor = float(c[peak_index]), float(c[finite].min())
+        peak_steps = int(n[peak_index])
+    else:
+        peak, floor, peak_steps = -math.inf, -math.inf, 0
+    if zero_from is not None:
+        word = "vanishing"  # exactly zero: no gradient reaches further back at all
+    elif rate < -NEUTRAL_BAND and peak - anchor >= TRANSIENT_DECADES:
+        word = "transient growth"
+    else:
+        word = verdict(rate)
+    return Judgement(word, rate, memory_horizon(c), T, peak, peak_steps, floor, zero_from, anchor)
 
 
 def eigen_prediction(gamma: float, spectral_radius: float) -> str:
@@ -172,36 +239,122 @@ def eigen_prediction(gamma: float, spectral_radius: float) -> str:
     return "exploding possible"
 
 
-def criterion_note(gamma: float, spectrum: MatrixSpectrum, measured: str, rate: float) -> str:
-    """Words that put the eigenvalue criterion, the rigorous bound and the measurement together."""
-    g_rho = gamma * spectrum.spectral_radius
-    g_sigma = gamma * spectrum.sigma_max
-    predicted = eigen_prediction(gamma, spectrum.spectral_radius)
-    head = (
-        f"gamma*rho = {g_rho:.3g} and gamma*sigma_max = {g_sigma:.3g}; "
-        f"measured {rate:+.3g} decades per step ({measured})."
+def _factor_of_ten(rate: float) -> str:
+    if rate == 0 or not math.isfinite(rate):
+        return ""
+    return f" (a factor 10 every {1 / abs(rate):.3g} steps)"
+
+
+def describe(j: Judgement) -> str:
+    """The measurement in words: what c(k) does over the window, from the judgement's numbers."""
+    span = "one step" if j.steps == 1 else f"all T = {j.steps} steps"
+    rate = f"{j.rate_per_step:+.3g} decades per step"
+    if j.zero_from is not None:
+        before = j.zero_from - 1
+        if before == 0:
+            return "c(k) is exactly zero from the last step back: no gradient passes even one step"
+        return (
+            f"c(k) is exactly zero from {j.zero_from} steps back (no path carries a gradient "
+            f"further), after {before} step{'s' if before > 1 else ''} at {rate}"
+        )
+    if j.verdict == "transient growth":
+        return (
+            f"transient growth: c(k) is amplified to at least {10**j.floor_log10:.3g} over {span}, "
+            f"peaking at {10**j.peak_log10:.3g} at {j.peak_steps} steps back, while its slope is "
+            f"{rate}{_factor_of_ten(j.rate_per_step)}"
+        )
+    if j.verdict == "neutral":
+        total = j.rate_per_step * j.steps
+        return f"c(k) keeps its size: {rate}, {total:+.2g} decades over {span}"
+    moves = "vanishes" if j.verdict == "vanishing" else "explodes"
+    return f"c(k) {moves} at {rate}{_factor_of_ten(j.rate_per_step)} over {span}"
+
+
+def _explain_rnn(j: Judgement, gamma: float, spectrum: MatrixSpectrum) -> str:
+    g_rho, g_sigma = gamma * spectrum.spectral_radius, gamma * spectrum.sigma_max
+    shape = (
+        f"W_hh is non-normal (sigma_max = {spectrum.sigma_max:.3g} vs rho = "
+        f"{spectrum.spectral_radius:.3g})"
     )
+    zero = j.zero_from is not None
     if g_sigma < 1:
-        return head + " The singular-value bound guarantees vanishing, and it vanishes."
-    if predicted == "vanishing" and measured != "vanishing":
-        return head + (
-            " The eigenvalue criterion predicts vanishing but the measurement disagrees: W_hh is "
-            f"non-normal (sigma_max = {spectrum.sigma_max:.3g} vs rho = "
-            f"{spectrum.spectral_radius:.3g}), so products can grow before they decay."
+        if zero:
+            return (
+                "The singular-value bound guarantees vanishing, and units switched off along "
+                "the way (phi' = 0) make the product exactly zero."
+            )
+        if j.verdict == "neutral":
+            total = math.log10(g_sigma) * j.steps
+            span = "this one step" if j.steps == 1 else f"these {j.steps} steps"
+            return (
+                f"The singular-value bound guarantees shrinking by a factor {g_sigma:.4g} per "
+                f"step, but that is so close to 1 ({total:+.2g} decades over {span}) that over "
+                "this window the product keeps its size; it vanishes only over longer spans."
+            )
+        return "The singular-value bound guarantees vanishing, and the measurement obeys it."
+    if g_rho < 1:
+        if zero:
+            return (
+                "The eigenvalue criterion predicts vanishing; units switched off along the way "
+                "(phi' = 0) make the product exactly zero."
+            )
+        if j.verdict == "vanishing":
+            return (
+                "The eigenvalue criterion predicts vanishing and the measurement agrees, "
+                "although gamma*sigma_max >= 1 means the rigorous bound does not guarantee it."
+            )
+        if j.verdict == "transient growth":
+            return (
+                f"The eigenvalue criterion predicts vanishing in the long run, but {shape}: "
+                "products grow before they decay, so over this window gradients are amplified, "
+                "not vanishing."
+            )
+        return (
+            f"The eigenvalue criterion predicts vanishing but the measurement disagrees: {shape}, "
+            "so products can grow before they decay."
         )
-    if predicted == "vanishing":
-        return head + (
-            " The eigenvalue criterion predicts vanishing and the measurement agrees, although "
-            "gamma*sigma_max >= 1 means the rigorous bound does not guarantee it."
+    if zero:
+        return (
+            "The eigenvalue criterion allows exploding (rho >= 1/gamma), but phi'(a) = 0 on "
+            "every path (switched-off units) makes the product exactly zero."
         )
-    if measured == "exploding":
-        return head + " Exploding is possible by the eigenvalue criterion, and it explodes."
-    if measured == "neutral":
-        return head + (
-            " The eigenvalue criterion allows exploding (rho >= 1/gamma), yet the product keeps "
+    if j.verdict == "exploding":
+        return "Exploding is possible by the eigenvalue criterion, and it explodes."
+    if j.verdict == "neutral":
+        return (
+            "The eigenvalue criterion allows exploding (rho >= 1/gamma), yet the product keeps "
             "its size: the derivatives phi'(a) along the trajectory hold it at the edge."
         )
-    return head + (
-        " The eigenvalue criterion allows exploding (rho >= 1/gamma), but saturated units "
+    if j.verdict == "transient growth":
+        return (
+            "The eigenvalue criterion allows exploding (rho >= 1/gamma); the product grows at "
+            "first, then the derivatives phi'(a) along the trajectory make it decay."
+        )
+    return (
+        "The eigenvalue criterion allows exploding (rho >= 1/gamma), but saturated units "
         "(phi'(a) well below gamma) make the measured product vanish."
+    )
+
+
+def write_note(
+    j: Judgement, gamma: float | None, spectrum: MatrixSpectrum | None, cell: str
+) -> str:
+    """One paragraph that puts the measurement and the theory together, consistent with `j`.
+
+    Args:
+        j: The curve's judgement.
+        gamma: sup |phi'| for a vanilla RNN, else None.
+        spectrum: sigma_max and rho of W_hh (vanilla RNN), else None.
+        cell: "rnn", "lstm", "gru" or "step", for the gated and step-function wording.
+    """
+    measured = describe(j)
+    if gamma is not None and spectrum is not None:
+        g_rho, g_sigma = gamma * spectrum.spectral_radius, gamma * spectrum.sigma_max
+        head = f"gamma*rho = {g_rho:.3g} and gamma*sigma_max = {g_sigma:.3g}; measured: "
+        return head + measured + ". " + _explain_rnn(j, gamma, spectrum)
+    if cell == "step":
+        return f"Step function; measured: {measured}. The bound uses the step norms."
+    return (
+        f"Gated cell; measured: {measured}. The gates, not a fixed gamma, set each step's "
+        "derivative, so the bound uses the step norms."
     )

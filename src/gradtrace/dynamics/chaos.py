@@ -15,45 +15,31 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from gradtrace import budgets
 from gradtrace.dynamics.maps import (
     DTYPE,
     IteratedMap,
-    MapCycle,
     apply,
-    attractor,
     checked_output,
     compose,
     fixed_points,
     get_family,
     get_map,
     orbit,
+    settle,
 )
 from gradtrace.errors import check
-
-
-@dataclass(frozen=True)
-class Lyapunov:
-    """A Lyapunov exponent estimated as the mean of per-start orbit averages."""
-
-    value: float
-    stderr: float  # standard error over the starts; NaN with one start
-    steps: int
-    starts: int
-
-    def to_dict(self) -> dict[str, object]:
-        value, stderr = (v if math.isfinite(v) else None for v in (self.value, self.stderr))
-        return {"value": value, "stderr": stderr, "steps": self.steps, "starts": self.starts}
+from gradtrace.records.maps import Bifurcation, Iterates, MapLyapunov, MapReport
 
 
 def lyapunov_exponent(
     m: IteratedMap, x0: float | Sequence[float] | Tensor, *, steps: int = 10_000,
     transient: int = 100,
-) -> Lyapunov:  # fmt: skip
+) -> MapLyapunov:  # fmt: skip
     """Estimate lambda = (1/n) sum_t log |f'(x_t)| after a transient, averaged over starts.
 
     Several starts (a sequence or tensor `x0`) run side by side; their spread gives `stderr`.
@@ -61,7 +47,10 @@ def lyapunov_exponent(
     invariant density; an orbit that lands exactly on a critical point gives -inf.
     """
     check(steps >= 1, f"`steps` must be at least 1, got {steps}")
-    x = compose(m, torch.as_tensor(x0, dtype=DTYPE).reshape(-1), transient)  # (N,) starts
+    starts = torch.as_tensor(x0, dtype=DTYPE).reshape(-1)
+    work = budgets.Work(flops=10.0 * starts.numel() * (steps + transient), steps=steps + transient)
+    budgets.require(work, "`steps`")
+    x = compose(m, starts, transient)  # (N,) starts
     start, total = x, torch.zeros_like(x)
     for _ in range(steps):
         total += torch.log(m.df(x).abs())
@@ -74,19 +63,7 @@ def lyapunov_exponent(
     per_start = total / steps
     n = per_start.numel()
     stderr = float(per_start.std() / math.sqrt(n)) if n > 1 else math.nan
-    return Lyapunov(float(per_start.mean()), stderr, steps, n)
-
-
-@dataclass(frozen=True)
-class Iterates:
-    """The compositions f^n for each n in `orders`, evaluated on a grid."""
-
-    orders: tuple[int, ...]
-    x: Tensor  # (N,)
-    values: Tensor  # (len(orders), N): row i is f^orders[i](x)
-
-    def to_dict(self) -> dict[str, object]:
-        return {"orders": list(self.orders), "x": self.x.tolist(), "values": self.values.tolist()}
+    return MapLyapunov(float(per_start.mean()), stderr, steps, n)
 
 
 def iterates(
@@ -95,27 +72,10 @@ def iterates(
     """f, f∘f, ... on `points` grid points over the map's window (lecture 003: n = 1, 2, 3, 6)."""
     check(len(orders) > 0 and min(orders) >= 1, f"`orders` must be integers >= 1, got {orders}")
     check(points >= 2, f"`points` must be at least 2, got {points}")
+    total = sum(orders)
+    budgets.require(budgets.Work(flops=5.0 * points * total, steps=1.0 * total), "`orders`")
     x = torch.linspace(*m.window, points, dtype=DTYPE)
     return Iterates(tuple(orders), x, torch.stack([compose(m, x, n) for n in orders]))
-
-
-@dataclass(frozen=True)
-class Bifurcation:
-    """States visited after a transient for each parameter of a family; NaN where it escaped."""
-
-    family: str
-    params: Tensor  # (P,)
-    states: Tensor  # (P, K): the K states after the transient, for each parameter
-
-    def attractor_sizes(self, tol: float = 1e-6) -> Tensor:
-        """Number of distinct states (within tol) per parameter, shape (P,); 0 if escaped."""
-        ordered = torch.sort(self.states, dim=1).values
-        count = 1 + (ordered.diff(dim=1) > tol).sum(dim=1)
-        return torch.where(torch.isfinite(self.states).all(dim=1), count, 0)
-
-    def to_dict(self) -> dict[str, object]:
-        states = [[v if math.isfinite(v) else None for v in row] for row in self.states.tolist()]
-        return {"family": self.family, "params": self.params.tolist(), "states": states}
 
 
 def bifurcation(
@@ -129,6 +89,11 @@ def bifurcation(
     family = get_family(name)
     check(lo < hi, f"the parameter range must have lo < hi, got lo = {lo:g}, hi = {hi:g}")
     check(points >= 2 and keep >= 1, f"`points` >= 2 and `keep` >= 1, got {points}, {keep}")
+    check(transient >= 0, f"`transient` must be at least 0, got {transient}")
+    work = budgets.Work(
+        memory=8.0 * points * keep, flops=5.0 * points * (transient + keep), steps=transient + keep
+    )
+    budgets.require(work, "`points`, `transient` or `keep`")
     params = torch.linspace(lo, hi, points, dtype=DTYPE)
     x = torch.full_like(params, family.critical)
     for _ in range(transient):
@@ -140,35 +105,6 @@ def bifurcation(
     states = torch.stack(kept, dim=1)  # (P, K)
     states = torch.where(torch.isfinite(states), states, math.nan)
     return Bifurcation(name, params, states)
-
-
-@dataclass(frozen=True)
-class MapReport:
-    """Everything `gradtrace map` shows for one map: orbit, fixed points, attractor, chaos."""
-
-    name: str
-    param: float
-    formula: str
-    orbit: Tensor  # (steps + 1,)
-    curve: Tensor  # (2, N): x on the window and f(x)
-    fixed_points: tuple[MapCycle, ...]
-    attractor: MapCycle | None
-    lyapunov: Lyapunov
-    iterates: Iterates
-    bifurcation: Bifurcation | None
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "map": self.name,
-            "param": self.param,
-            "formula": self.formula,
-            "orbit": self.orbit.tolist(),
-            "fixed_points": [c.to_dict() for c in self.fixed_points],
-            "attractor": None if self.attractor is None else self.attractor.to_dict(),
-            "lyapunov": self.lyapunov.to_dict(),
-            "iterates": self.iterates.to_dict(),
-            "bifurcation": None if self.bifurcation is None else self.bifurcation.to_dict(),
-        }
 
 
 def map_report(
@@ -187,17 +123,25 @@ def map_report(
     """
     family = get_family(name)
     m = get_map(name, param)
+    check(math.isfinite(x0), f"`x0` must be a finite number, got {x0}")
     p = family.default if param is None else float(param)
     x = torch.linspace(*m.window, 801, dtype=DTYPE)
+    it = iterates(m, orders)
+    trajectory = orbit(m, x0, steps)
+    diagram = None if bifurcation_range is None else bifurcation(name, *bifurcation_range)
+    fixed = fixed_points(m)
+    settled, fate = settle(m, x0, known=fixed)
     return MapReport(
         name=name,
         param=p,
         formula=family.formula.replace(family.param, f"{p:g}", 1),
-        orbit=orbit(m, x0, steps),
+        x0=float(x0),
+        orbit=trajectory,
         curve=torch.stack([x, apply(m, x)]),
-        fixed_points=fixed_points(m),
-        attractor=attractor(m, x0),
+        fixed_points=fixed,
+        attractor=settled,
+        fate=fate,
         lyapunov=lyapunov_exponent(m, x0, steps=5_000),
-        iterates=iterates(m, orders),
-        bifurcation=None if bifurcation_range is None else bifurcation(name, *bifurcation_range),
+        iterates=it,
+        bifurcation=diagram,
     )

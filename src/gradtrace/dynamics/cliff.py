@@ -29,29 +29,13 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from gradtrace import budgets
 from gradtrace.core.gradient_profile import loss_gradient_profile
 from gradtrace.errors import check
+from gradtrace.records.cliff import CliffReport, CliffRNN, CliffSweep, DescentPath
 
 DTYPE = torch.float64
 PARAMS = ("b", "w")
-
-
-@dataclass(frozen=True)
-class CliffRNN:
-    """The one-unit RNN and its loss; `b` is the bias used when only `w` is swept."""
-
-    w: float = 1.5
-    b: float = 0.0
-    steps: int = 20
-    h0: float = 0.5
-    target: float = -0.7
-    x: float = 0.0
-
-    def __post_init__(self) -> None:
-        check(self.steps >= 1, f"`steps` must be at least 1, got {self.steps}")
-        for name in ("w", "b", "h0", "target", "x"):
-            value = getattr(self, name)
-            check(math.isfinite(value), f"`{name}` must be a finite number, got {value}")
 
 
 @dataclass(frozen=True)
@@ -89,26 +73,6 @@ def cliff_gradient(model: CliffRNN, w: Tensor, b: Tensor) -> CliffGradient:
     )
 
 
-@dataclass(frozen=True)
-class CliffSweep:
-    """h_T, L and dL/d(param) over a sweep of one parameter, each (P,)."""
-
-    param: str
-    values: Tensor
-    h_final: Tensor
-    loss: Tensor
-    grad: Tensor
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "param": self.param,
-            "values": self.values.tolist(),
-            "h_final": self.h_final.tolist(),
-            "loss": self.loss.tolist(),
-            "grad": self.grad.tolist(),
-        }
-
-
 def cliff_sweep(
     model: CliffRNN, lo: float = -1.5, hi: float = 1.0, points: int = 1001, param: str = "b"
 ) -> CliffSweep:
@@ -120,43 +84,15 @@ def cliff_sweep(
     check(param in PARAMS, f"`param` must be one of {', '.join(PARAMS)}, got {param!r}")
     check(lo < hi, f"the sweep range must have lo < hi, got lo={lo:g}, hi={hi:g}")
     check(points >= 2, f"`points` must be at least 2, got {points}")
+    T = model.steps
+    work = budgets.Work(memory=80.0 * points * T, flops=30.0 * points * T, steps=12.0 * T)
+    budgets.require(work, "`points` or `steps`")
     values = torch.linspace(lo, hi, points, dtype=DTYPE)
     fixed = torch.full_like(values, model.b if param == "w" else model.w)
     w, b = (values, fixed) if param == "w" else (fixed, values)
     result = cliff_gradient(model, w, b)
     grad = result.grad_w if param == "w" else result.grad_b
     return CliffSweep(param, values, result.h_final, result.loss, grad)
-
-
-@dataclass(frozen=True)
-class DescentPath:
-    """Gradient descent on b, every iterate recorded.
-
-    Attributes:
-        params: (n + 1,) b_0..b_n.
-        losses: (n + 1,) L(b_i).
-        grads: (n + 1,) the exact dL/db at b_i, before clipping.
-        step_lengths: (n,) |b_{i+1} - b_i|.
-        clip: eta, or None for plain descent.
-        lr: the learning rate.
-    """
-
-    params: Tensor
-    losses: Tensor
-    grads: Tensor
-    step_lengths: Tensor
-    clip: float | None
-    lr: float
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "clip": self.clip,
-            "lr": self.lr,
-            "params": self.params.tolist(),
-            "losses": self.losses.tolist(),
-            "grads": self.grads.tolist(),
-            "step_lengths": self.step_lengths.tolist(),
-        }
 
 
 def clip_norm(g: Tensor, eta: float) -> Tensor:
@@ -174,13 +110,15 @@ def descend(
     Raises:
         GradtraceError: if lr <= 0, clip <= 0 or iterations < 1.
     """
-    check(math.isfinite(lr) and lr > 0, f"`--lr` must be a positive number, got {lr}")
+    check(math.isfinite(lr) and lr > 0, f"`lr` must be a positive number, got {lr}")
     check(
         clip is None or (math.isfinite(clip) and clip > 0),
-        f"`--clip` must be a positive number, got {clip}",
+        f"`clip` must be a positive number, got {clip}",
     )
-    check(math.isfinite(start), f"`--start` must be a finite number, got {start}")
+    check(math.isfinite(start), f"`start` must be a finite number, got {start}")
     check(iterations >= 1, f"`iterations` must be at least 1, got {iterations}")
+    work = budgets.Work(memory=100.0 * iterations, steps=(12.0 * model.steps + 10) * iterations)
+    budgets.require(work, "`iterations` or `steps`")
     w = torch.tensor([model.w], dtype=DTYPE)
     b = torch.tensor([float(start)], dtype=DTYPE)
     params, losses, grads = [b], [], []
@@ -200,25 +138,6 @@ def descend(
         clip,
         lr,
     )
-
-
-@dataclass(frozen=True)
-class CliffReport:
-    """A bias sweep with two descents on it, plain and clipped: what `gradtrace cliff` shows."""
-
-    model: CliffRNN
-    sweep: CliffSweep
-    plain: DescentPath
-    clipped: DescentPath
-
-    def to_dict(self) -> dict[str, object]:
-        m = self.model
-        return {
-            "model": {"w": m.w, "steps": m.steps, "h0": m.h0, "target": m.target, "x": m.x},
-            "sweep": self.sweep.to_dict(),
-            "plain": self.plain.to_dict(),
-            "clipped": self.clipped.to_dict(),
-        }
 
 
 def cliff_report(

@@ -12,45 +12,14 @@ Precision: complex128; points within about 1/max_iter of the boundary may be mis
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
+from gradtrace import budgets
 from gradtrace.errors import check
+from gradtrace.records.maps import EscapeImage
 
 ESCAPE_RADIUS = 2.0
-
-
-@dataclass(frozen=True)
-class EscapeImage:
-    """Escape times over a grid of c = re + i im.
-
-    Attributes:
-        re: (W,) real parts, left to right.
-        im: (H,) imaginary parts, bottom to top.
-        counts: (H, W) int64 escape time n(c), or `max_iter` for points that never escaped.
-        max_iter: the iteration budget.
-    """
-
-    re: Tensor
-    im: Tensor
-    counts: Tensor
-    max_iter: int
-
-    @property
-    def inside(self) -> Tensor:
-        """(H, W) bool: points counted as members of the set."""
-        return self.counts >= self.max_iter
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "re": self.re.tolist(),
-            "im": self.im.tolist(),
-            "max_iter": self.max_iter,
-            "counts": self.counts.tolist(),
-            "inside_fraction": float(self.inside.double().mean()),
-        }
 
 
 def escape_times(c: Tensor, max_iter: int = 200) -> Tensor:
@@ -60,6 +29,11 @@ def escape_times(c: Tensor, max_iter: int = 200) -> Tensor:
     """
     check(max_iter >= 1, f"`max_iter` must be at least 1, got {max_iter}")
     c = torch.as_tensor(c, dtype=torch.complex128)
+    # Points inside the set iterate all max_iter steps: the worst case is every point inside.
+    n = c.numel()
+    budgets.require(
+        budgets.Work(memory=80.0 * n, flops=12.0 * n * max_iter, steps=8.0 * max_iter), "`max_iter`"
+    )
     counts = torch.full((c.numel(),), max_iter, dtype=torch.int64)
     index = torch.arange(c.numel())  # the points still iterating, compacted every step
     c_active = c.flatten()
@@ -100,7 +74,12 @@ def mandelbrot_image(
         check(lo < hi, f"`{name}` range must have lo < hi, got {lo:g}:{hi:g}")
     width, height = size
     check(width >= 1 and height >= 1, f"`size` must be at least 1x1, got {width}x{height}")
+    pixels = width * height
+    work = budgets.Work(memory=80.0 * pixels, flops=12.0 * pixels * max_iter, steps=8.0 * max_iter)
+    budgets.require(work, "`max_iter` or the grid `size`")
     re_axis = torch.linspace(re[0], re[1], width, dtype=torch.float64)
     im_axis = torch.linspace(im[0], im[1], height, dtype=torch.float64)
     c = torch.complex(re_axis.expand(height, width), im_axis.unsqueeze(1).expand(height, width))
-    return EscapeImage(re_axis, im_axis, escape_times(c, max_iter), max_iter)  # c: (H, W)
+    counts = escape_times(c, max_iter)  # (H, W)
+    inside = float((counts >= max_iter).double().mean())
+    return EscapeImage(re_axis, im_axis, counts, max_iter, inside)

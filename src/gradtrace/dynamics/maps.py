@@ -4,7 +4,7 @@ A one-unit RNN with a constant input is such a map, h_t = tanh(w h_{t-1} + b); t
 pass iterates f and the backward pass multiplies the derivatives f'(x_t) along the orbit.
 
     fixed point   x* = f(x*): a sink if |f'(x*)| < 1 (nearby orbits approach it), a source if
-                  |f'(x*)| > 1 (they leave it).
+                  |f'(x*)| > 1 (they leave it), marginal if |f'(x*)| = 1 (a tangency).
     p-cycle       x_0, ..., x_{p-1} with f(x_i) = x_{(i+1) mod p}; every x_i is a fixed point of
                   the p-fold composition f^p, whose derivative there is the cycle's multiplier
                   m = f'(x_0) f'(x_1) ... f'(x_{p-1}) by the chain rule; a sink if |m| < 1.
@@ -15,9 +15,10 @@ Built-in families, whose keys in `MAPS` are the CLI names:
     logistic    f(x) = r x (1 - x)
     quadratic   f(x) = x^2 + c
 
-Precision: float64 throughout. Fixed points and cycles are the sign changes of f^p(x) - x on a
-grid over the map's window, refined by bisection to about machine precision; a root where
-f^p(x) - x touches zero without changing sign (exactly at a bifurcation) is not found.
+Fixed points and cycles come from the one finder, `gradtrace.core.fixed_points`, on f^p from a
+grid over the map's window: the sign changes of f^p(x) - x refined by bisection, and Newton from
+every grid point for the roots where f^p(x) - x touches zero without changing sign (x^2 + 1/4
+at x = 1/2, exactly at a bifurcation). Precision: float64 throughout.
 """
 
 from __future__ import annotations
@@ -29,13 +30,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from gradtrace import budgets
+from gradtrace.core.fixed_points import classify, find_fixed_points
 from gradtrace.errors import GradtraceError, check
+from gradtrace.records.maps import MapCycle
 
 DTYPE = torch.float64
 MapFn = Callable[[Tensor], Tensor]
 FamilyFn = Callable[[Tensor, Tensor | float], Tensor]
-_BISECTIONS = 64  # halving a grid cell 64 times reaches adjacent float64 numbers
-_ROOT_RESIDUAL = 1e-8  # |f^p(x) - x| above this at a bracket's end is a pole, not a root
+_ROOT_RESIDUAL = 1e-8  # |f^p(x) - x| accepted at a cycle point (f^p can be steep there)
 
 
 @dataclass(frozen=True)
@@ -196,6 +199,7 @@ def orbit(m: IteratedMap, x0: float, steps: int) -> Tensor:
         GradtraceError: if f returns NaN or the orbit escapes to infinity.
     """
     check(steps >= 1, f"`steps` must be at least 1, got {steps}")
+    budgets.require(budgets.Work(memory=200.0 * steps, steps=3.0 * steps), "`steps`")
     xs = [torch.tensor([float(x0)], dtype=DTYPE)]
     for t in range(steps):
         xs.append(apply(m, xs[-1]))
@@ -207,50 +211,32 @@ def orbit(m: IteratedMap, x0: float, steps: int) -> Tensor:
     return torch.cat(xs)
 
 
-@dataclass(frozen=True)
-class MapCycle:
-    """A periodic orbit x_0..x_{p-1}, starting at its smallest point; p = 1 is a fixed point."""
-
-    points: tuple[float, ...]
-    multiplier: float  # f'(x_0) ... f'(x_{p-1}), the derivative of f^p at each point
-
-    @property
-    def period(self) -> int:
-        return len(self.points)
-
-    @property
-    def stability(self) -> str:
-        """'sink' if |multiplier| < 1, 'source' if > 1, 'neutral' if equal."""
-        size = abs(self.multiplier)
-        return "sink" if size < 1 else "source" if size > 1 else "neutral"
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "period": self.period,
-            "points": list(self.points),
-            "multiplier": self.multiplier,
-            "stability": self.stability,
-        }
-
-
-def _make_cycle(m: IteratedMap, points: Tensor) -> MapCycle:
+def _make_cycle(m: IteratedMap, points: Tensor, kind: str | None = None) -> MapCycle:
+    """The cycle through `points`, from its smallest point; `kind` from its multiplier if None."""
     start = int(torch.argmin(points))
     ordered = torch.roll(points, -start)
-    return MapCycle(tuple(ordered.tolist()), float(m.df(ordered).prod()))
+    multiplier = float(m.df(ordered).prod())
+    if kind is None:
+        kind = classify(torch.tensor([multiplier], dtype=torch.complex128))
+    return MapCycle(tuple(ordered.tolist()), multiplier, kind)
 
 
-def _sign_change_roots(g: MapFn, grid: Tensor) -> Tensor:
-    y = g(grid)
-    exact = grid[y == 0]
-    i = torch.nonzero(torch.sign(y[:-1]) * torch.sign(y[1:]) < 0).flatten()
-    a, b, ya = grid[i], grid[i + 1], y[i]
-    for _ in range(_BISECTIONS):
-        mid = (a + b) / 2
-        same = torch.sign(g(mid)) == torch.sign(ya)  # the root lies in [mid, b]
-        a, b = torch.where(same, mid, a), torch.where(same, b, mid)
-    roots = torch.cat([exact, (a + b) / 2])
-    scale = torch.clamp(roots.abs(), min=1.0)
-    return torch.sort(roots[g(roots).abs() <= _ROOT_RESIDUAL * scale]).values
+def _composition(m: IteratedMap, period: int) -> tuple[MapFn, MapFn]:
+    """f^p on (B, 1) states and its derivative (B, 1, 1) by the chain rule, unchecked."""
+
+    def step(x: Tensor) -> Tensor:
+        for _ in range(period):
+            x = m.f(x)
+        return x
+
+    def jacobian(x: Tensor) -> Tensor:
+        slope = torch.ones_like(x)
+        for _ in range(period):
+            slope = slope * m.df(x)
+            x = m.f(x)
+        return slope.unsqueeze(-1)  # (B, 1, 1)
+
+    return step, jacobian
 
 
 def periodic_orbits(
@@ -266,30 +252,47 @@ def periodic_orbits(
     Args:
         m: the map.
         period: p >= 1; p = 1 gives the fixed points.
-        points: grid size for the sign changes of f^p(x) - x; finer grids separate close roots.
+        points: grid size over the window; finer grids separate close roots.
         window: (lo, hi) searched; the map's own window when None.
         tol: two points closer than this are the same point.
 
     Returns:
-        The cycles, sorted by their smallest point.
+        The cycles, sorted by their smallest point, each with its multiplier and kind.
+
+    Raises:
+        GradtraceError: if f returns NaN on the grid, or an argument is out of range.
     """
     check(period >= 1, f"`period` must be at least 1, got {period}")
     check(points >= 2, f"`points` must be at least 2, got {points}")
     lo, hi = window or m.window
     check(lo < hi, f"`window` must have lo < hi, got {(lo, hi)}")
+    budgets.require(budgets.Work(flops=40.0 * period * points, steps=30.0 * period), "`period`")
     grid = torch.linspace(lo, hi, points, dtype=DTYPE)
-    roots = _sign_change_roots(lambda x: compose(m, x, period) - x, grid)
+    compose(m, grid, period)  # refuses a map that returns NaN on its window, naming the x
+    step, jacobian = _composition(m, period)
+    found = find_fixed_points(
+        step, grid.unsqueeze(1), adam_steps=0, tol=_ROOT_RESIDUAL, merge_tol=tol, jacobian=jacobian
+    )
+    pad = 1e-12 * (hi - lo)
+    inside = [p for p in found.points if lo - pad <= float(p.state[0]) <= hi + pad]
+    if not inside:
+        return ()
+    roots = torch.stack([p.state[0] for p in inside])  # (R,)
+    kinds = [p.kind for p in inside]  # the finder's, which knows each point's precision
+    # Where f^p - x has a multiple root (at a period doubling) a point is only known to about
+    # residual^(1/3): a "cycle" whose points are that close to each other is the fixed point.
+    floor = max([p.residual for p in inside] + [float(torch.finfo(DTYPE).eps)])
+    same = max(tol, 10 * floor ** (1 / 3))
     trips = [roots]
     for _ in range(period - 1):
         trips.append(apply(m, trips[-1]))
     orbits = torch.stack(trips)  # (p, R): column r is the orbit of root r
-    shorter = [q for q in range(1, period) if period % q == 0]
     minimal = torch.ones_like(roots, dtype=torch.bool)
-    for q in shorter:
-        minimal &= (orbits[q] - orbits[0]).abs() > tol
+    for q in (q for q in range(1, period) if period % q == 0):
+        minimal &= (orbits[q] - orbits[0]).abs() > same
     cycles: list[MapCycle] = []
-    for column in orbits[:, minimal].T:
-        cycle = _make_cycle(m, column)
+    for r in torch.nonzero(minimal).flatten().tolist():
+        cycle = _make_cycle(m, orbits[:, r], kinds[r])
         if all(abs(cycle.points[0] - c.points[0]) > tol for c in cycles):
             cycles.append(cycle)
     return tuple(sorted(cycles, key=lambda c: c.points[0]))
@@ -302,22 +305,64 @@ def fixed_points(
     return periodic_orbits(m, 1, points=points, window=window)
 
 
-def attractor(
-    m: IteratedMap, x0: float, *, transient: int = 10_000, max_period: int = 64, tol: float = 1e-9
-) -> MapCycle | None:
-    """The cycle the orbit of x0 settles on, or None (chaos, escape or slow convergence).
+def settle(
+    m: IteratedMap,
+    x0: float,
+    *,
+    transient: int = 10_000,
+    max_period: int = 64,
+    tol: float = 1e-9,
+    known: tuple[MapCycle, ...] = (),
+) -> tuple[MapCycle | None, str]:
+    """Where the orbit of x0 ends up: the attracting cycle it settles on (or None), in words.
 
     The orbit runs `transient` steps, then the smallest p <= max_period with
-    |x_{n+p} - x_n| < tol is its period.
+    |x_{n+p} - x_n| < tol is its period. A cycle counts as an attractor only if it is a sink
+    or marginal: an orbit can land exactly on a source (x^2 - 2 from 0 lands on 2, r = 4 from
+    1/2 on 0) and stay there in exact arithmetic, but a source repels every nearby orbit. An
+    orbit that creeps towards one of the `known` marginal fixed points (a tangency attracts
+    from one side, algebraically rather than exponentially) is said to.
     """
+    check(transient >= 0, f"`transient` must be at least 0, got {transient}")
     x = compose(m, torch.tensor([float(x0)], dtype=DTYPE), transient)
     tail = [x]
     for _ in range(max_period):
         tail.append(apply(m, tail[-1]))
     states = torch.cat(tail)  # (max_period + 1,)
     if not bool(torch.isfinite(states).all()):
-        return None
+        return None, "escapes to infinity"
     for p in range(1, max_period + 1):
         if abs(float(states[p] - states[0])) < tol:
-            return _make_cycle(m, states[:p])
-    return None
+            cycle = _make_cycle(m, states[:p])
+            points = ", ".join(f"{v:.6g}" for v in cycle.points)
+            what = "fixed point" if p == 1 else f"{p}-cycle"
+            if cycle.kind != "source":
+                return cycle, (
+                    f"settles on the {cycle.kind} {what} {points} (multiplier "
+                    f"{cycle.multiplier:.4g})"
+                )
+            return None, (
+                f"lands exactly on the source {what} {points} (multiplier "
+                f"{cycle.multiplier:.4g}): a repeller, not an attractor; any perturbation, "
+                "even a rounding error, leaves it"
+            )
+    for point in (c for c in known if c.kind == "marginal" and c.period == 1):
+        # Two steps apart: near a multiplier of -1 the orbit alternates sides of the point.
+        before = abs(float(tail[-3][0]) - point.points[0])
+        after = abs(float(states[-1]) - point.points[0])
+        if after < 1e-2 and after <= before:
+            return None, (
+                f"creeps towards the marginal fixed point {point.points[0]:.6g} (multiplier "
+                f"{point.multiplier:.3g}, still {after:.2g} away after {transient + max_period} "
+                "steps): a marginal point attracts algebraically, not exponentially"
+            )
+    return None, (
+        f"settles on no cycle of period <= {max_period}: chaotic, or converging too slowly"
+    )
+
+
+def attractor(
+    m: IteratedMap, x0: float, *, transient: int = 10_000, max_period: int = 64, tol: float = 1e-9
+) -> MapCycle | None:
+    """The sink (or marginal) cycle the orbit of x0 settles on, or None; see `settle`."""
+    return settle(m, x0, transient=transient, max_period=max_period, tol=tol)[0]

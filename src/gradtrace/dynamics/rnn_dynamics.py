@@ -4,7 +4,7 @@ With the input held at x the recurrence is an autonomous map of the state,
 
     h_t = F(h_{t-1}) = tanh(W_hh h_{t-1} + W_hx x + b),     dF/dh = diag(1 - h_t^2) W_hh,
 
-so the network has fixed points, each stable or not, and every initial state flows to an
+so the network has fixed points, each a sink or not, and every initial state flows to an
 attractor. Inside a basin of attraction the final state hardly depends on the initial one (the
 gradient vanishes); across a basin boundary it jumps (the gradient explodes). This module
 computes, for S = 1 or 2 units, the fixed points and their types, a basin map over a grid of
@@ -17,14 +17,15 @@ Precision: float64; a grid state is labelled with an attractor when it ends with
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from gradtrace import budgets
 from gradtrace.cells.rnn import RNNWeights, rnn_jacobian, rnn_step
-from gradtrace.core.fixed_points import FixedPointSearch, box_starts, find_fixed_points
+from gradtrace.core.fixed_points import box_starts, find_fixed_points
 from gradtrace.errors import check
+from gradtrace.records.fixed_points import FixedPoints, RNNPortrait
 
 DTYPE = torch.float64
 
@@ -61,7 +62,7 @@ def autonomous_step(weights: RNNWeights, x: Tensor | None = None) -> Callable[[T
 
 def rnn_fixed_points(
     weights: RNNWeights, x: Tensor | None = None, *, starts: int = 128, seed: int = 0
-) -> FixedPointSearch:
+) -> FixedPoints:
     """Fixed points of the RNN with input x, searched from `starts` states in [-1, 1]^S.
 
     tanh maps every state into (-1, 1)^S, so every fixed point lies in that box. The eigenvalues
@@ -71,45 +72,8 @@ def rnn_fixed_points(
     return find_fixed_points(
         autonomous_step(weights, x),
         box_starts(starts, weights.hidden_size, seed=seed).to(weights.W_hh.dtype),
-        jacobian=lambda h: rnn_jacobian(weights, x1, h.unsqueeze(0))[0],
+        jacobian=lambda h: rnn_jacobian(weights, x1.expand(h.shape[0], -1), h),
     )
-
-
-@dataclass(frozen=True)
-class RNNPortrait:
-    """Fixed points, basins of attraction and phase portrait of a 1- or 2-unit RNN.
-
-    Attributes:
-        axis: (N,) grid coordinates, the same on every state axis.
-        labels: basin of each grid state, index into `attractors` or -1 (no attractor reached);
-            (N,) for S = 1, (N, N) for S = 2 with row i at h_2 = axis[i], column j at
-            h_1 = axis[j].
-        attractors: (K, S) the stable fixed points, in the order of `fixed_points`.
-        field: F(h) - h on the grid, (S, N) or (S, N, N) laid out like `labels`.
-        trajectories: (M, T + 1, S) a few orbits h_0..h_T.
-        fixed_points: every fixed point found, with eigenvalues and type.
-    """
-
-    axis: Tensor
-    labels: Tensor
-    attractors: Tensor
-    field: Tensor
-    trajectories: Tensor
-    fixed_points: FixedPointSearch
-
-    @property
-    def state_size(self) -> int:
-        return int(self.field.shape[0])
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "axis": self.axis.tolist(),
-            "labels": self.labels.tolist(),
-            "attractors": self.attractors.tolist(),
-            "field": self.field.tolist(),
-            "trajectories": self.trajectories.tolist(),
-            "fixed_points": self.fixed_points.to_dict(),
-        }
 
 
 def _grid_states(axis: Tensor, size: int) -> Tensor:
@@ -146,7 +110,7 @@ def rnn_portrait(
         points: N grid points per axis.
         steps: iterations before a grid state is matched to an attractor.
         trajectories: M orbits of steps // 4 steps from random starts in the grid box (seed 0).
-        tol: largest distance to a stable fixed point that counts as having reached it.
+        tol: largest distance to a sink that counts as having reached it.
 
     Raises:
         GradtraceError: if S is not 1 or 2, lo >= hi or the grid has fewer than 2 points.
@@ -157,9 +121,11 @@ def rnn_portrait(
     check(points >= 2, f"`points` must be at least 2, got {points}")
     check(steps >= 4, f"`steps` must be at least 4, got {steps}")
     check(trajectories >= 1, f"`trajectories` must be at least 1, got {trajectories}")
+    work = budgets.Work(memory=200.0 * points**S, flops=20.0 * points**S * steps, steps=3.0 * steps)
+    budgets.require(work, "`points` or `steps`")
     step = autonomous_step(weights, x)
     found = rnn_fixed_points(weights, x)
-    stable = [p.state for p in found.of_kind("stable")]
+    stable = [p.state for p in found.of_kind("sink")]
     attractors = torch.stack(stable) if stable else torch.empty(0, S, dtype=DTYPE)  # (K, S)
     # lo + (hi - lo) k / (N - 1) rather than linspace: a symmetric grid then holds 0 exactly.
     axis = lo + (hi - lo) * torch.arange(points, dtype=DTYPE) / (points - 1)
@@ -176,4 +142,6 @@ def rnn_portrait(
         distance = torch.cdist(final, attractors)  # (G, K)
         nearest = distance.min(dim=1)
         labels = torch.where(nearest.values <= tol, nearest.indices, labels)
-    return RNNPortrait(axis, labels.reshape(shape), attractors, field, orbits, found)
+    return RNNPortrait(
+        weights.W_hh, weights.b, axis, labels.reshape(shape), attractors, field, orbits, found
+    )

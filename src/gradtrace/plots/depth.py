@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
+import numpy as np
 
-from gradtrace.analysis.depth import DepthProfile
-from gradtrace.plots.figure import new_figure, save
+from gradtrace.plots.figure import plt, save
+from gradtrace.records.depth import DepthProfile
 
 
 def plot_depth(profile: DepthProfile, path: str | Path) -> Path:
     """Plot log10 ||dL/dy_l|| against the layer l, with the bound from gamma sigma_max."""
-    fig, ax = new_figure()
-    layers = torch.arange(profile.depth + 1).numpy()
+    fig, ax = plt.subplots(figsize=(7.0, 4.2))
+    layers = np.arange(profile.depth + 1)
     ax.plot(layers, profile.log10_grad_norm.numpy(), "o-", color="tab:blue", label="measured")
     ax.plot(
         layers,
@@ -26,7 +26,7 @@ def plot_depth(profile: DepthProfile, path: str | Path) -> Path:
     ax.set_ylabel("log10 ||dL/dy_l||")
     ax.set_title(
         f"{profile.depth}-layer {profile.activation} MLP, {profile.init} init: "
-        f"{profile.rate_per_layer:+.3g} decades/layer"
+        f"{profile.verdict}, {profile.rate_per_layer:+.3g} decades/layer"
     )
     ax.legend(loc="best", fontsize=8)
     ax.grid(alpha=0.3)

@@ -1,7 +1,8 @@
-"""Figures of the dynamics lab: iterated maps, the Mandelbrot set, RNN basins and gradient cliffs.
+"""Figures of the dynamics lab: iterated maps, the Mandelbrot set, fixed points, RNN basins and
+gradient cliffs.
 
-Each public function takes one result object from `gradtrace.dynamics` and a path, draws, and
-writes PNG, PDF or SVG by the path's suffix. Nothing is computed here beyond what drawing needs.
+Each public function takes one record and a path, draws, and writes PNG, PDF or SVG by the
+path's suffix. Nothing is computed here beyond what drawing needs.
 """
 
 from __future__ import annotations
@@ -11,13 +12,12 @@ from typing import Any
 
 import numpy as np
 
-from gradtrace.dynamics.chaos import Bifurcation, Iterates, MapReport
-from gradtrace.dynamics.cliff import CliffReport, DescentPath
-from gradtrace.dynamics.mandelbrot import EscapeImage
-from gradtrace.dynamics.rnn_dynamics import RNNPortrait
 from gradtrace.plots.figure import plt, save
+from gradtrace.records.cliff import CliffReport, DescentPath
+from gradtrace.records.fixed_points import FixedPoints, RNNPortrait
+from gradtrace.records.maps import Bifurcation, EscapeImage, Iterates, MapReport
 
-KIND_MARKERS = {"stable": "o", "unstable": "s", "saddle": "X", "marginal": "D"}
+KIND_MARKERS = {"sink": "o", "source": "s", "saddle": "X", "marginal": "D"}
 SINK, SOURCE = "tab:blue", "tab:red"
 BASIN_COLORS = ("#fbb4ae", "#b3cde3", "#ccebc5", "#decbe4", "#fed9a6", "#ffffcc", "#e5d8bd")
 
@@ -27,10 +27,10 @@ def _draw_map_frame(ax: Any, report: MapReport) -> None:
     ax.plot(x, fx, color="black", lw=1.5, label=f"f(x) = {report.formula}")
     ax.plot(x, x, color="grey", ls="--", lw=1, label="diagonal x_{t+1} = x_t")
     for cycle in report.fixed_points:
-        sink = cycle.stability == "sink"
+        sink = cycle.kind == "sink"
         ax.plot(
             cycle.points, cycle.points, "o", ms=7, mec=SINK if sink else SOURCE,
-            mfc=SINK if sink else "white", label=f"{cycle.stability} x* = {cycle.points[0]:.4g}",
+            mfc=SINK if sink else "white", label=f"{cycle.kind} x* = {cycle.points[0]:.4g}",
         )  # fmt: skip
     if report.attractor is not None and report.attractor.period > 1:
         points = report.attractor.points
@@ -80,28 +80,6 @@ def _draw_iterate(ax: Any, it: Iterates, row: int) -> None:
     ax.set_title(f"y = f^{it.orders[row]}(x)")
     ax.set_xlabel("x")
     ax.grid(alpha=0.3)
-
-
-def plot_cobweb(report: MapReport, path: str | Path) -> Path:
-    """The orbit drawn as a staircase between the graph of f and the diagonal."""
-    fig, ax = plt.subplots(figsize=(6, 5.5))
-    _draw_cobweb(ax, report)
-    return save(fig, path)
-
-
-def plot_phase(report: MapReport, path: str | Path) -> Path:
-    """x_{t+1} against x_t with the diagonal: fixed points where they cross, and their type."""
-    fig, ax = plt.subplots(figsize=(6, 5.5))
-    _draw_phase(ax, report)
-    return save(fig, path)
-
-
-def plot_iterates(it: Iterates, path: str | Path) -> Path:
-    """One panel per composition f^n, each with the diagonal."""
-    fig, axes = plt.subplots(1, len(it.orders), figsize=(3.2 * len(it.orders), 3.4), squeeze=False)
-    for row, ax in enumerate(axes[0]):
-        _draw_iterate(ax, it, row)
-    return save(fig, path)
 
 
 def plot_bifurcation(bif: Bifurcation, path: str | Path) -> Path:
@@ -160,7 +138,7 @@ def _draw_fixed_points(ax: Any, portrait: RNNPortrait) -> None:
     for point in portrait.fixed_points.points:
         state = point.state.numpy()
         xy = (state[0], 0.0) if portrait.state_size == 1 else (state[0], state[1])
-        face = "black" if point.kind == "stable" else "white"
+        face = "black" if point.kind == "sink" else "white"
         ax.plot(*xy, KIND_MARKERS[point.kind], ms=9, mec="black", mfc=face, label=point.kind)
     handles, labels = ax.get_legend_handles_labels()
     unique = dict(zip(labels, handles, strict=True))
@@ -203,6 +181,26 @@ def plot_rnn_portrait(portrait: RNNPortrait, path: str | Path) -> Path:
         right.grid(alpha=0.3)
     _draw_fixed_points(ax, portrait)
     ax.set_title("Basins of attraction (grey: no attractor reached) and flow")
+    return save(fig, path)
+
+
+def plot_fixed_points(found: FixedPoints, path: str | Path) -> Path:
+    """The eigenvalues of each fixed point in the complex plane, with the unit circle."""
+    fig, ax = plt.subplots(figsize=(6, 5.5))
+    angle = np.linspace(0, 2 * np.pi, 400)
+    ax.plot(np.cos(angle), np.sin(angle), color="grey", lw=1, label="|lambda| = 1")
+    for i, point in enumerate(found.points):
+        eig = point.eigenvalues.numpy()
+        ax.plot(
+            eig.real, eig.imag, KIND_MARKERS[point.kind], ms=7, alpha=0.8,
+            label=f"point {i}: {point.kind}",
+        )  # fmt: skip
+    ax.set(xlabel="Re lambda", ylabel="Im lambda", aspect="equal")
+    ax.set_title(
+        f"{len(found.points)} fixed points from {found.starts} starts: eigenvalues of dF/ds"
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return save(fig, path)
 
 

@@ -1,4 +1,5 @@
-"""Creating and saving figures the same way everywhere: Agg backend, PNG or PDF by suffix."""
+"""Creating and saving figures the same way everywhere: Agg backend, PNG, PDF or SVG by suffix,
+written atomically."""
 
 from __future__ import annotations
 
@@ -14,26 +15,25 @@ matplotlib.use("Agg")  # files only: never open a window, work without a display
 
 import matplotlib.pyplot as plt
 
+from gradtrace.io.files import write_atomic
 from gradtrace.plots import check_figure_path
 
-
-def new_figure(panels: int = 1, *, width: float = 7.0, height: float = 4.2) -> tuple[Any, Any]:
-    """A figure with `panels` axes side by side (a single Axes when panels == 1)."""
-    fig, axes = plt.subplots(1, panels, figsize=(width * panels if panels > 1 else width, height))
-    return fig, axes
+__all__ = ["curve_limits", "finite_values", "plt", "save"]
 
 
 def save(fig: Any, path: str | Path) -> Path:
-    """Write `fig` to `path` (suffix .png, .pdf or .svg), creating the folder, and close it.
+    """Write `fig` to `path` (.png, .pdf or .svg) atomically and close it.
 
     Raises:
-        GradtraceError: if the suffix is not one matplotlib writes here.
+        GradtraceError: if the suffix is not one matplotlib writes here, or the place cannot be
+            written.
     """
     path = check_figure_path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    try:
+        write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=130, format=path.suffix[1:].lower()))
+    finally:
+        plt.close(fig)
     return path
 
 

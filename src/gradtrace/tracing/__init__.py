@@ -15,14 +15,10 @@ with it.
 
 from gradtrace.tracing.api import trace
 from gradtrace.tracing.fixed_points import layer_fixed_points
-from gradtrace.tracing.records import LayerTrace, SensitivityProfile, TraceResult
 from gradtrace.tracing.sensitivity import input_sensitivity
 from gradtrace.tracing.stepwise import trace_step
 
 __all__ = [
-    "LayerTrace",
-    "SensitivityProfile",
-    "TraceResult",
     "input_sensitivity",
     "layer_fixed_points",
     "trace",

@@ -26,21 +26,14 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gradtrace.analysis.recurrent import report_from_jacobians
+from gradtrace.analysis.flow import LyapunovOption, Steps, assemble, check_lyapunov_option
 from gradtrace.core.engine import check_metric
 from gradtrace.errors import check
+from gradtrace.records.flow import GradientFlow
+from gradtrace.records.trace import TraceResult
 from gradtrace.tracing.capture import Call, capture, loss_gradients
-from gradtrace.tracing.exponents import LyapunovOption, check_lyapunov_option, traced_spectrum
 from gradtrace.tracing.forward import LossFn, call_loss, call_model, check_inputs, first_tensor
-from gradtrace.tracing.modules import (
-    DIRECTIONS,
-    LayerRun,
-    cell_path_jacobians,
-    eager_recurrent,
-    select_modules,
-    step_jacobians,
-)
-from gradtrace.tracing.records import LayerTrace, TraceResult
+from gradtrace.tracing.modules import DIRECTIONS, LayerRun, eager_recurrent, select_modules
 
 
 def trace(
@@ -72,7 +65,7 @@ def trace(
         seed: Seeds the start directions of the Lyapunov QR method.
 
     Returns:
-        A `TraceResult` with one `LayerTrace` per module, layer and direction. A reverse
+        A `TraceResult` with one `GradientFlow` per module, layer and direction. A reverse
         direction's curve runs over its own time order: its k = 0 is its initial state, and
         its last step reads x_1.
 
@@ -117,12 +110,8 @@ def _loss_profile(grad: Tensor | None, run: LayerRun) -> Tensor | None:
     """log10 ||dL/dh_k|| for k = 0..T from dL/ds_k (T + 1, B, S), shape (B, T + 1)."""
     if grad is None:
         return None
-    h_part = grad[..., : run.hidden_size].to(torch.float64)  # (T + 1, B, P)
-    return torch.log10(torch.linalg.vector_norm(h_part, dim=-1)).T.cpu()  # (B, T + 1)
-
-
-def _cpu(t: Tensor) -> Tensor:
-    return t.detach().to("cpu", torch.float64)
+    h_part = grad[..., : run.proj_size].to(torch.float64)  # (T + 1, B, P)
+    return torch.log10(torch.linalg.vector_norm(h_part, dim=-1)).T  # (B, T + 1)
 
 
 def _record(
@@ -132,37 +121,16 @@ def _record(
     metric: str,
     lyapunov: LyapunovOption,
     seed: int,
-) -> LayerTrace:
-    jacobians = step_jacobians(run)  # (T, B, S, S)
-    report = report_from_jacobians(
-        run.cell.name, run.weights, jacobians, metric=metric, cell_path=cell_path_jacobians(run)
-    )
-    th, cell_path = report.theory, report.cell_path_log10
-    return LayerTrace(
+) -> GradientFlow:
+    return assemble(
+        Steps.of(run.replay),
+        metric=metric,
+        loss_grad_log10=_loss_profile(grad, run),
+        lyapunov=lyapunov,
+        seed=seed,
         module=call.path,
-        kind=run.cell.name,
         layer=run.layer,
         direction=DIRECTIONS[run.direction],
         calls=call.calls,
-        activation=report.activation,
-        hidden_size=run.weights.hidden_size,
-        proj_size=run.hidden_size,
-        state_size=run.weights.state_size,
-        metric=metric,
-        log10_norm=_cpu(report.log10_norm),
-        cell_path_log10=None if cell_path is None else _cpu(cell_path),
-        loss_grad_log10=_loss_profile(grad, run),
-        bound_log10=_cpu(th.bound_log10),
-        bound=th.bound,
-        gamma=th.gamma,
-        sigma_max=th.sigma_max,
-        spectral_radius=th.spectral_radius,
-        blocks=dict(th.blocks),
-        rate_per_step=report.rate_per_step,
-        verdict=report.verdict,
-        horizon=report.horizon,
-        lyapunov_max=report.lyapunov_max,
-        note=report.note,
-        lyapunov=traced_spectrum(jacobians, lyapunov, seed),
         output_error=call.output_error,
     )

@@ -152,7 +152,7 @@ def capture(targets: list[tuple[str, nn.RNNBase]], *, splice: bool) -> Iterator[
 
 def step_tensors(calls: list[Call]) -> list[Tensor]:
     """Every re-executed state s_k of every run, in order, for one torch.autograd.grad call."""
-    return [s for call in calls for run in call.runs for s in run.steps]
+    return [s for call in calls for run in call.runs for s in run.replay.graph or ()]
 
 
 def loss_gradients(loss: Tensor, calls: list[Call]) -> dict[tuple[int, int, int], Tensor]:
@@ -165,7 +165,7 @@ def loss_gradients(loss: Tensor, calls: list[Call]) -> dict[tuple[int, int, int]
     out, i = {}, 0
     for c, call in enumerate(calls):
         for run in call.runs:
-            n = len(run.steps)
+            n = len(run.replay.graph or ())
             out[(c, run.layer, run.direction)] = torch.stack(grads[i : i + n])  # (T + 1, B, S)
             i += n
     return out

@@ -2,7 +2,7 @@
 
 With its input held at x, a layer is the autonomous map s -> F(s) = step(x, s) on its state
 (h, or cat(h, c) for an LSTM). Its fixed points s* = F(s*), the eigenvalues of dF/ds there and
-their type (stable, saddle, unstable, marginal) come from the general finder
+their type (sink, source, saddle, marginal) come from the general finder
 `gradtrace.core.fixed_points.find_fixed_points`, given the cell's analytic Jacobian. The
 search runs in float64 on the CPU whatever the module's dtype and device.
 """
@@ -12,10 +12,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from gradtrace.cells import get_cell
-from gradtrace.core.fixed_points import FixedPointSearch, box_starts, find_fixed_points
+from gradtrace.cells import cell_of, weights_from_torch
+from gradtrace.core.fixed_points import box_starts, find_fixed_points
 from gradtrace.errors import check
-from gradtrace.tracing.modules import DIRECTIONS, cell_name, layer_weights, select_modules
+from gradtrace.records.fixed_points import FixedPoints
+from gradtrace.tracing.modules import DIRECTIONS, select_modules
 
 
 def layer_fixed_points(
@@ -28,7 +29,7 @@ def layer_fixed_points(
     starts: int = 64,
     box: tuple[float, float] = (-1.0, 1.0),
     seed: int = 0,
-) -> FixedPointSearch:
+) -> FixedPoints:
     """Find the fixed points of one layer and direction of a recurrent module for input x.
 
     Args:
@@ -66,7 +67,7 @@ def layer_fixed_points(
         direction in DIRECTIONS,
         f"`direction` must be one of {', '.join(DIRECTIONS)}, got {direction!r}",
     )
-    weights = layer_weights(rnn, layer, DIRECTIONS.index(direction))
+    weights = weights_from_torch(rnn, layer, DIRECTIONS.index(direction))
     weights = weights.to(dtype=torch.float64, device="cpu")
     check(
         isinstance(x, Tensor) and tuple(x.shape) == (weights.input_size,),
@@ -74,11 +75,11 @@ def layer_fixed_points(
         f"`{path or 'model'}`, got {tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__}",
     )
     check(bool(torch.isfinite(x).all()), "`x` must be finite, got NaN/Inf entries")
-    cell = get_cell(cell_name(rnn) or "")
+    cell = cell_of(weights)
     x64 = x.detach().to("cpu", torch.float64).unsqueeze(0)  # (1, I_l)
     search_starts = box_starts(starts, weights.state_size, box[0], box[1], seed=seed)
     return find_fixed_points(
         lambda s: cell.step(weights, x64.expand(s.shape[0], -1), s),
         search_starts,
-        jacobian=lambda s: cell.jacobian(weights, x64, s.unsqueeze(0))[0],
+        jacobian=lambda s: cell.jacobian(weights, x64.expand(s.shape[0], -1), s),
     )

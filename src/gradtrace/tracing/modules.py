@@ -30,33 +30,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gradtrace.cells import Cell, GRUWeights, LSTMWeights, RNNWeights, get_cell
-from gradtrace.cells.lstm import lstm_cell_path_jacobian
+from gradtrace.cells import Replay, cell_name, get_cell, replay, weights_from_torch
 from gradtrace.errors import GradtraceError, check
 
-RECURRENT_TYPES: dict[type[nn.Module], str] = {nn.RNN: "rnn", nn.LSTM: "lstm", nn.GRU: "gru"}
+RECURRENT_TYPES: tuple[type[nn.RNNBase], ...] = (nn.RNN, nn.LSTM, nn.GRU)
 DIRECTIONS = ("forward", "reverse")
-_JACOBIAN_CHUNK = 64  # time steps whose Jacobians are evaluated in one batched call
-
-Weights = RNNWeights | LSTMWeights | GRUWeights
-
-
-def cell_name(module: nn.Module) -> str | None:
-    """ "rnn", "lstm" or "gru" for an nn.RNN, nn.LSTM or nn.GRU (or a subclass); else None."""
-    for kind, name in RECURRENT_TYPES.items():
-        if isinstance(module, kind):
-            return name
-    return None
 
 
 def find_recurrent(model: nn.Module) -> list[tuple[str, nn.RNNBase]]:
     """Every nn.RNN, nn.LSTM and nn.GRU inside `model`, by its dotted path ("" for the model)."""
-    found = []
-    for path, sub in model.named_modules():
-        if cell_name(sub) is not None:
-            assert isinstance(sub, nn.RNNBase)  # for the type checker
-            found.append((path, sub))
-    return found
+    return [(path, sub) for path, sub in model.named_modules() if isinstance(sub, RECURRENT_TYPES)]
 
 
 def select_modules(
@@ -107,65 +90,25 @@ def check_traceable(path: str, module: nn.RNNBase) -> None:
     )
 
 
-def layer_weights(module: nn.RNNBase, layer: int, direction: int) -> Weights:
-    """The weights of one layer and direction as a cell's weights (detached, not copied).
-
-    Args:
-        module: An nn.RNN, nn.LSTM or nn.GRU.
-        layer: 0..num_layers-1.
-        direction: 0 (forward) or 1 (reverse, bidirectional modules only).
-    """
-    D = 2 if module.bidirectional else 1
-    check(
-        0 <= layer < module.num_layers and 0 <= direction < D,
-        f"`layer` and `direction` must be in 0..{module.num_layers - 1} and 0..{D - 1}, "
-        f"got {layer} and {direction}",
-    )
-    suffix = f"_l{layer}" + ("_reverse" if direction else "")
-    p = {name: t.detach() for name, t in module.named_parameters()}
-    W_ih, W_hh = p["weight_ih" + suffix], p["weight_hh" + suffix]
-    b_ih = p.get("bias_ih" + suffix, W_ih.new_zeros(W_ih.shape[0]))
-    b_hh = p.get("bias_hh" + suffix, W_hh.new_zeros(W_hh.shape[0]))
-    kind = cell_name(module)
-    if kind == "rnn":
-        assert isinstance(module, nn.RNN)  # for the type checker
-        return RNNWeights(W_hh, W_ih, b_ih + b_hh, module.nonlinearity)
-    if kind == "lstm":
-        return LSTMWeights(W_ih, W_hh, b_ih + b_hh, p.get("weight_hr" + suffix))
-    return GRUWeights(W_ih, W_hh, b_ih, b_hh)
-
-
 @dataclass(frozen=True, eq=False)
 class LayerRun:
-    """One layer and direction re-executed: its weights, inputs and states in its own order.
+    """One layer and direction re-executed: the replay of its recurrence in its own order.
 
     Attributes:
         layer: The layer index l.
         direction: 0 (forward) or 1 (reverse).
-        cell: The cell that re-executed it.
-        weights: Its weights.
-        inputs: What it read, in its own time order, shape (T, B, I_l).
-        steps: The states s_0..s_T, each (B, S); they stay in the autograd graph when the
-            re-execution ran with gradients on, so a loss can be differentiated by each.
+        replay: Its cell, weights, inputs and states; `replay.graph` holds the states in the
+            autograd graph when the re-execution ran with gradients on.
     """
 
     layer: int
     direction: int
-    cell: Cell
-    weights: Weights
-    inputs: Tensor
-    steps: tuple[Tensor, ...]
+    replay: Replay
 
     @property
-    def states(self) -> Tensor:
-        """s_0..s_T detached, shape (T + 1, B, S)."""
-        return torch.stack([s.detach() for s in self.steps])
-
-    @property
-    def hidden_size(self) -> int:
+    def proj_size(self) -> int:
         """P, the size of h (the first P entries of the state)."""
-        w = self.weights
-        return w.proj_size if isinstance(w, LSTMWeights) else w.hidden_size
+        return int(self.replay.weights.proj_size)
 
 
 def initial_states(module: nn.RNNBase, hx: Any, batch: int, like: Tensor) -> Tensor:
@@ -199,9 +142,7 @@ def run_module(module: nn.RNNBase, x: Tensor, s0: Tensor) -> tuple[Tensor, list[
     """Re-execute every layer and direction of `module` on x from the initial states s0.
 
     Runs under whatever gradient mode is active; with gradients on, the states stay in the
-    graph and an s_0 that needs none is made a leaf that does. (`run_trajectory` is not used
-    because a loss must reach each state s_k itself, not a stacked copy, and because its
-    Jacobians are wanted only afterwards, detached, in chunks; see `step_jacobians`.)
+    graph and an s_0 that needs none is made a leaf that does, so that a loss reaches each s_k.
 
     Args:
         module: An nn.RNN, nn.LSTM or nn.GRU.
@@ -219,60 +160,35 @@ def run_module(module: nn.RNNBase, x: Tensor, s0: Tensor) -> tuple[Tensor, list[
     for layer in range(module.num_layers):
         outputs = []
         for d in range(D):
-            w = layer_weights(module, layer, d)
+            w = weights_from_torch(module, layer, d)
             u = layer_input.flip(0) if d else layer_input  # (T, B, I_l) in this direction's order
             start = s0[layer * D + d]
             if torch.is_grad_enabled() and not start.requires_grad:
                 start = start.clone().requires_grad_(True)
-            steps = [start]
-            for u_t in u:  # the recurrence is sequential; its Jacobians are batched later
-                steps.append(cell.step(w, u_t, steps[-1]))  # (B, S)
-            run = LayerRun(layer, d, cell, w, u, tuple(steps))
-            h = torch.stack(steps[1:])[..., : run.hidden_size]  # (T, B, P)
+            run = LayerRun(layer, d, replay(cell, w, u, start))
+            steps = run.replay.graph or tuple(run.replay.states)
+            h = torch.stack(steps[1:])[..., : run.proj_size]  # (T, B, P)
             outputs.append(h.flip(0) if d else h)
             runs.append(run)
         layer_input = torch.cat(outputs, dim=-1)  # (T, B, D P)
     return layer_input, runs
 
 
+def _final(run: LayerRun) -> Tensor:
+    graph = run.replay.graph
+    if graph is not None:
+        return graph[-1]
+    assert run.replay.final is not None  # a trajectory replay always has its last state
+    return run.replay.final
+
+
 def final_states(module: nn.RNNBase, runs: list[LayerRun]) -> Tensor | tuple[Tensor, Tensor]:
     """PyTorch's h_n (L D, B, P), or (h_n, c_n) for an LSTM, from the re-executed runs."""
-    last = torch.stack([run.steps[-1] for run in runs])  # (L D, B, S)
-    P = runs[0].hidden_size
+    last = torch.stack([_final(run) for run in runs])  # (L D, B, S)
+    P = runs[0].proj_size
     if cell_name(module) == "lstm":
         return last[..., :P], last[..., P:]
     return last
-
-
-def step_jacobians(run: LayerRun) -> Tensor:
-    """J_1..J_T of a run, evaluated on its trajectory, shape (T, B, S, S).
-
-    The states are known once the run is over, so the Jacobians of many steps are evaluated in
-    one batched call of the cell's analytic Jacobian (T B rows at a time, in chunks).
-    """
-    states = run.states  # (T + 1, B, S)
-    T, B, S = states.shape[0] - 1, states.shape[1], states.shape[2]
-    u = run.inputs.detach()
-    blocks = []
-    for t0 in range(0, T, _JACOBIAN_CHUNK):
-        t1 = min(T, t0 + _JACOBIAN_CHUNK)
-        rows = (t1 - t0) * B
-        J = run.cell.jacobian(
-            run.weights, u[t0:t1].reshape(rows, -1), states[t0:t1].reshape(rows, S)
-        )
-        blocks.append(J.reshape(t1 - t0, B, S, S))
-    return torch.cat(blocks)  # (T, B, S, S)
-
-
-def cell_path_jacobians(run: LayerRun) -> Tensor | None:
-    """LSTM only: dc_t/dc_{t-1} at fixed h_{t-1} = diag(f_t), shape (T, B, H, H); else None."""
-    if not isinstance(run.weights, LSTMWeights):
-        return None
-    states = run.states  # (T + 1, B, S)
-    T, B, S = states.shape[0] - 1, states.shape[1], states.shape[2]
-    u = run.inputs.detach().reshape(T * B, -1)  # (T B, I_l)
-    diag = lstm_cell_path_jacobian(run.weights, u, states[:-1].reshape(T * B, S))  # (T B, H, H)
-    return diag.reshape(T, B, *diag.shape[1:])  # (T, B, H, H)
 
 
 def eager_recurrent(script: nn.Module) -> nn.RNNBase:

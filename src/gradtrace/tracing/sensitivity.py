@@ -24,8 +24,8 @@ from torch import Tensor, nn
 
 from gradtrace.core.engine import check_metric, matrix_metric
 from gradtrace.errors import check
+from gradtrace.records.trace import SensitivityProfile
 from gradtrace.tracing.forward import LossFn, call_loss, call_model, check_inputs, first_tensor
-from gradtrace.tracing.records import SensitivityProfile
 
 
 def _last_step(y: Tensor, batch: int, batch_first: bool) -> Tensor:

@@ -1,7 +1,7 @@
-"""Constructors for a recurrent weight matrix W_hh (H, H) with a chosen spectrum.
+"""Recurrent weight matrices W_hh (H, H) with a chosen spectrum, and the SPEC strings naming them.
 
 Every constructor is seeded through a `torch.Generator` and returns the same matrix for the same
-seed on any device. The SPEC strings of the CLI map onto them:
+seed on any device. A SPEC string (the CLI's `--spectrum`) names one of them:
 
     eig-uniform:LO:HI   V diag(lambda) V^-1, lambda_i ~ U[LO, HI), V Gaussian (the lectures' way)
     radius:R            Gaussian matrix rescaled to spectral radius R
@@ -15,15 +15,12 @@ larger than its largest eigenvalue, which is exactly why the eigenvalue criterio
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from gradtrace.errors import GradtraceError, check
-
-Builder = Callable[[int, torch.Generator, torch.dtype], Tensor]
 
 
 def with_eigenvalues(
@@ -109,7 +106,7 @@ def parse_spectrum(spec: str) -> Spectrum:
     """
     kind, *fields = spec.strip().split(":")
     if kind not in _GRAMMAR:
-        raise GradtraceError(f"`--spectrum` must be one of {SPEC_FORMS}, got {spec!r}")
+        raise GradtraceError(f"`spectrum` must be one of {SPEC_FORMS}, got {spec!r}")
     needed, default, usage = _GRAMMAR[kind]
     if not fields and default is not None:
         fields = [str(default)]
@@ -117,14 +114,14 @@ def parse_spectrum(spec: str) -> Spectrum:
         args = tuple(float(f) for f in fields)
     except ValueError:
         raise GradtraceError(
-            f"`--spectrum` must have numbers in the form {usage}, got {spec!r}"
+            f"`spectrum` must have numbers in the form {usage}, got {spec!r}"
         ) from None
     check(
         len(args) == needed and all(a == a and abs(a) != float("inf") for a in args),
-        f"`--spectrum` must have the form {usage} with finite numbers, got {spec!r}",
+        f"`spectrum` must have the form {usage} with finite numbers, got {spec!r}",
     )
     if kind == "eig-uniform":
-        check(args[0] < args[1], f"`--spectrum` needs LO < HI in {usage}, got {spec!r}")
+        check(args[0] < args[1], f"`spectrum` needs LO < HI in {usage}, got {spec!r}")
     if kind in ("radius", "gaussian"):
-        check(args[0] >= 0, f"`--spectrum` needs a value >= 0 in {usage}, got {spec!r}")
+        check(args[0] >= 0, f"`spectrum` needs a value >= 0 in {usage}, got {spec!r}")
     return Spectrum(kind, args)

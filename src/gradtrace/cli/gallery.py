@@ -1,7 +1,8 @@
-"""`gradtrace demo`: the guided tour that `make demo` runs."""
+"""`gradtrace demo`: the lecture gallery that `make demo` runs."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Annotated
 
@@ -11,7 +12,7 @@ import typer
 def demo(
     out: Annotated[Path, typer.Option(help="Folder for the figures and JSON.")] = Path("out/demo"),
 ) -> None:
-    """Reproduce the lectures' examples as figures and JSON in one folder.
+    """Reproduce the lectures' examples as figures and JSON records in one folder.
 
     Example: gradtrace demo --out out/demo
     """
@@ -20,11 +21,13 @@ def demo(
     from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from gradtrace.demo import TOUR_STOPS, run_demo
+    from gradtrace.gallery import TOUR_STOPS, run_gallery
 
+    lines = run_gallery(out)
+    first = next(lines)  # the generator checks `out` before it yields anything
     # A bar only on a terminal; each line then prints above it. Piped output stays plain lines.
     bar = Progress(
-        TextColumn("tour"),
+        TextColumn("gallery"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(),
@@ -33,8 +36,8 @@ def demo(
         disable=not sys.stdout.isatty(),
     )
     with bar:
-        task = bar.add_task("tour", total=TOUR_STOPS)
-        for line in run_demo(out):
+        task = bar.add_task("gallery", total=TOUR_STOPS)
+        for line in itertools.chain([first], lines):
             if bar.disable:
                 typer.echo(line)
             else:

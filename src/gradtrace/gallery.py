@@ -1,4 +1,4 @@
-"""The guided tour behind `make demo`: each lecture example as a figure and a JSON record.
+"""The lecture gallery behind `make demo`: each lecture example as a figure and a JSON record.
 
 1. A sigmoid RNN at a random checkpoint (H = 5, T = 20) with the eigenvalues of W_hh uniform in
    [0, 4): below 1/gamma = 4, the eigenvalue criterion predicts vanishing.
@@ -21,18 +21,17 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from gradtrace.analysis.curve_job import CurveConfig, run_curve
-from gradtrace.analysis.depth import depth_profile, init_mlp
+from gradtrace.analysis.curve import CurveConfig, run_curve
+from gradtrace.analysis.depth import depth_profile
 from gradtrace.dynamics.chaos import map_report
 from gradtrace.dynamics.cliff import cliff_report
 from gradtrace.dynamics.mandelbrot import mandelbrot_image
 from gradtrace.dynamics.rnn_dynamics import rnn_portrait, small_rnn
-from gradtrace.jsonable import dumps
-from gradtrace.plots.curve import plot_curve
-from gradtrace.plots.depth import plot_depth
-from gradtrace.plots.dynamics import plot_cliff, plot_mandelbrot, plot_map_report, plot_rnn_portrait
+from gradtrace.io.files import check_output_folder
+from gradtrace.plots import plot
+from gradtrace.records import Record, save
 
-_LECTURE = CurveConfig(cell="rnn", activation="sigmoid", hidden=5, input_size=5, seed=12345)
+_LECTURE = CurveConfig(cell="rnn", activation="sigmoid", hidden_size=5, input_size=5, seed=12345)
 EXAMPLES: dict[str, CurveConfig] = {
     "sigmoid_eig_0_4_checkpoint": replace(
         _LECTURE, steps=20, mode="checkpoint", spectrum="eig-uniform:0:4"
@@ -45,37 +44,39 @@ EXAMPLES: dict[str, CurveConfig] = {
         _LECTURE, steps=200, batch=8, spectrum="eig-uniform:4:14"
     ),
     "tanh_gain_3_trajectory": CurveConfig(
-        activation="tanh", hidden=64, steps=300, batch=4, spectrum="gaussian:3", seed=0
+        activation="tanh", hidden_size=64, steps=300, batch=4, spectrum="gaussian:3", seed=0
     ),
     "relu_identity_trajectory": CurveConfig(
-        activation="relu", hidden=32, steps=300, spectrum="identity", seed=0
+        activation="relu", hidden_size=32, steps=300, spectrum="identity", seed=0
     ),
-    "lstm_default_trajectory": CurveConfig(cell="lstm", hidden=32, steps=300, seed=0),
+    "lstm_default_trajectory": CurveConfig(cell="lstm", hidden_size=32, steps=300, seed=0),
 }
 
-# Lines run_demo yields: a header, each example, the MLP, four dynamics stops, a footer.
+# Lines run_gallery yields: a header, each example, the MLP, four dynamics stops, a footer.
 TOUR_STOPS = len(EXAMPLES) + 7
 
 
-def _write(out: Path, name: str, record: dict[str, Any]) -> Path:
-    path = out / f"{name}.json"
-    path.write_text(dumps(record, indent=1))
-    return path
+def _write(out: Path, name: str, record: Record, **options: Any) -> None:
+    plot(record, out / f"{name}.png", **options)
+    save(record, out / f"{name}.json")
 
 
-def run_demo(out: Path) -> Iterator[str]:
-    """Write every example's figure and JSON into `out`, yielding one line per example."""
+def run_gallery(out: str | Path) -> Iterator[str]:
+    """Write every example's figure and record into `out`, yielding one line per example.
+
+    Raises:
+        GradtraceError: if `out` is not a folder that can be written (checked before any work).
+    """
+    out = check_output_folder(out, "out")
     out.mkdir(parents=True, exist_ok=True)
     yield f"gradtrace demo: writing into {out.resolve()}"
     for name, config in EXAMPLES.items():
-        report = run_curve(config)
-        plot_curve(report, out / f"{name}.png", title=f"{name}: {report.verdict}")
-        _write(out, name, report.to_dict())
-        rate = f"{report.rate_per_step:+.3g} decades/step"
-        yield f"  {name}: {report.verdict} ({rate}). {report.note}"
-    profile = depth_profile(init_mlp(30, 64, "sigmoid", "default", seed=0), "default")
-    plot_depth(profile, out / "mlp_sigmoid_depth30.png")
-    _write(out, "mlp_sigmoid_depth30", profile.to_dict())
+        flow = run_curve(config)
+        _write(out, name, flow, title=f"{name}: {flow.verdict}")
+        rate = f"{flow.rate_per_step:+.3g} decades/step"
+        yield f"  {name}: {flow.verdict} ({rate}). {flow.note}"
+    profile = depth_profile(30, 64, "sigmoid", "default", seed=0)
+    _write(out, "mlp_sigmoid_depth30", profile)
     yield (
         f"  mlp_sigmoid_depth30: {profile.rate_per_layer:+.3g} decades per layer "
         "going back from the output"
@@ -87,21 +88,18 @@ def run_demo(out: Path) -> Iterator[str]:
 def _dynamics(out: Path) -> Iterator[str]:
     """The dynamical-systems view of lecture 003, one figure and record each."""
     logistic = map_report("logistic", 3.5, bifurcation_range=(2.5, 4.0))
-    plot_map_report(logistic, out / "map_logistic_3.5.png")
-    _write(out, "map_logistic_3.5", logistic.to_dict())
+    _write(out, "map_logistic_3.5", logistic)
     yield f"  map_logistic_3.5: Lyapunov exponent {logistic.lyapunov.value:+.3f} per step"
     # Two self-exciting units with a weak coupling: two stable corners, saddles between them.
     portrait = rnn_portrait(small_rnn([[1.5, 0.3], [0.3, 1.5]], [0.0, 0.0]))
-    plot_rnn_portrait(portrait, out / "rnn2_basins.png")
-    _write(out, "rnn2_basins", portrait.to_dict())
+    _write(out, "rnn2_basins", portrait)
     kinds = [p.kind for p in portrait.fixed_points.points]
     yield f"  rnn2_basins: fixed points {', '.join(kinds)}"
     cliff = cliff_report()
-    plot_cliff(cliff, out / "cliff.png")
-    _write(out, "cliff", cliff.to_dict())
+    _write(out, "cliff", cliff)
     plain = float(cliff.plain.step_lengths.max())
     clipped = float(cliff.clipped.step_lengths.max())
     yield f"  cliff: longest step {plain:.3g} without clipping, {clipped:.3g} with it"
     image = mandelbrot_image(size=(360, 288))
-    plot_mandelbrot(image, out / "mandelbrot.png")
+    _write(out, "mandelbrot", image)
     yield "  mandelbrot: escape-time image of z <- z^2 + c"

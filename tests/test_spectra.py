@@ -1,26 +1,23 @@
-"""Tests for gradtrace.core.weights and gradtrace.cells.random_weights.
+"""Tests for gradtrace.core.spectra: recurrent matrices with a chosen spectrum, and SPEC strings.
 
 Each constructor is checked on the spectral property it promises, against torch.linalg in
 float64: eigenvalues of V diag(lambda) V^-1 (1e-8, V's conditioning costs digits), spectral
 radius R (1e-10), Q^T Q = S^2 I (1e-12 S^2), S I exactly, and the entry variance G^2 / H of a
 Gaussian matrix within a stated statistical tolerance. SPEC strings are parsed as documented and
-malformed ones refused with an error that names `--spectrum`.
+malformed ones refused with an error that names `spectrum`. (`random_weights`, which draws
+each gate block from a SPEC, is tested in test_cells.py.)
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 
 import pytest
 import torch
 from torch import Tensor
 
-from gradtrace.cells import GRUWeights, LSTMWeights, RNNWeights
-from gradtrace.cells.lstm import lstm_weights_from_torch
-from gradtrace.cells.random_weights import GATES, random_weights, recurrent_blocks
-from gradtrace.core import weights as w
-from gradtrace.core.weights import Spectrum, parse_spectrum
+from gradtrace.core import spectra
+from gradtrace.core.spectra import Spectrum, parse_spectrum
 from gradtrace.errors import GradtraceError
 
 DTYPE = torch.float64
@@ -42,7 +39,7 @@ def _eigenvalues(W: Tensor) -> Tensor:
 
 def test_with_eigenvalues_has_exactly_those_eigenvalues() -> None:
     lam = torch.tensor([-0.7, 0.1, 0.5, 2.0, 3.9, 13.0], dtype=DTYPE)
-    W = w.with_eigenvalues(lam, _gen())
+    W = spectra.with_eigenvalues(lam, _gen())
     assert W.shape == (6, 6)
     assert W.dtype == DTYPE
     torch.testing.assert_close(_eigenvalues(W), lam, atol=1e-8, rtol=1e-8)
@@ -52,7 +49,7 @@ def test_with_eigenvalues_has_exactly_those_eigenvalues() -> None:
 
 @pytest.mark.parametrize(("low", "high"), [(0.0, 4.0), (4.0, 14.0), (-1.0, 1.0)])
 def test_eig_uniform_has_real_eigenvalues_in_the_interval(low: float, high: float) -> None:
-    W = w.eig_uniform(8, low, high, _gen(3), DTYPE)
+    W = spectra.eig_uniform(8, low, high, _gen(3), DTYPE)
     lam = _eigenvalues(W)
     assert bool((lam >= low - 1e-8).all() and (lam < high + 1e-8).all())
     # The eigenvalues are the uniform draw made first from the same generator.
@@ -62,14 +59,14 @@ def test_eig_uniform_has_real_eigenvalues_in_the_interval(low: float, high: floa
 
 @pytest.mark.parametrize("rho", [0.0, 0.5, 1.0, 3.7])
 def test_radius_is_exact(rho: float) -> None:
-    W = w.radius(10, rho, _gen(1), DTYPE)
+    W = spectra.radius(10, rho, _gen(1), DTYPE)
     assert float(torch.linalg.eigvals(W).abs().max()) == pytest.approx(rho, abs=1e-10)
 
 
 @pytest.mark.parametrize("scale", [1.0, 0.9, 2.5])
 def test_orthogonal_times_scale(scale: float) -> None:
     H = 12
-    W = w.orthogonal(H, scale, _gen(2), DTYPE)
+    W = spectra.orthogonal(H, scale, _gen(2), DTYPE)
     eye = torch.eye(H, dtype=DTYPE)
     torch.testing.assert_close(W.T @ W, scale**2 * eye, atol=1e-12 * scale**2, rtol=0)
     # all singular values equal the scale: sigma_max = rho = scale
@@ -78,8 +75,8 @@ def test_orthogonal_times_scale(scale: float) -> None:
 
 
 def test_identity_times_scale_is_exact() -> None:
-    assert torch.equal(w.identity(4, 1.0, DTYPE), torch.eye(4, dtype=DTYPE))
-    assert torch.equal(w.identity(3, 0.5, torch.float32), 0.5 * torch.eye(3))
+    assert torch.equal(spectra.identity(4, 1.0, DTYPE), torch.eye(4, dtype=DTYPE))
+    assert torch.equal(spectra.identity(3, 0.5, torch.float32), 0.5 * torch.eye(3))
 
 
 def test_gaussian_entries_have_variance_gain_squared_over_h() -> None:
@@ -87,17 +84,17 @@ def test_gaussian_entries_have_variance_gain_squared_over_h() -> None:
     # = 0.35 %, so 2 % is more than five standard errors; the sample mean has standard error
     # G / H / H = 1.9e-5 and 2e-4 is ten of them.
     H, G = 400, 3.0
-    W = w.gaussian(H, G, _gen(4), DTYPE)
+    W = spectra.gaussian(H, G, _gen(4), DTYPE)
     assert float(W.var()) == pytest.approx(G**2 / H, rel=0.02)
     assert abs(float(W.mean())) < 2e-4
 
 
 CONSTRUCTORS: list[tuple[str, Callable[[torch.Generator], Tensor]]] = [
-    ("with_eigenvalues", lambda g: w.with_eigenvalues(torch.arange(1.0, 6.0), g)),
-    ("eig_uniform", lambda g: w.eig_uniform(5, 0.0, 4.0, g, DTYPE)),
-    ("radius", lambda g: w.radius(5, 1.1, g, DTYPE)),
-    ("orthogonal", lambda g: w.orthogonal(5, 1.0, g, DTYPE)),
-    ("gaussian", lambda g: w.gaussian(5, 2.0, g, DTYPE)),
+    ("with_eigenvalues", lambda g: spectra.with_eigenvalues(torch.arange(1.0, 6.0), g)),
+    ("eig_uniform", lambda g: spectra.eig_uniform(5, 0.0, 4.0, g, DTYPE)),
+    ("radius", lambda g: spectra.radius(5, 1.1, g, DTYPE)),
+    ("orthogonal", lambda g: spectra.orthogonal(5, 1.0, g, DTYPE)),
+    ("gaussian", lambda g: spectra.gaussian(5, 2.0, g, DTYPE)),
 ]
 
 
@@ -110,8 +107,8 @@ def test_same_seed_same_matrix_other_seed_other_matrix(
 
 
 def test_float32_is_the_float64_matrix_rounded() -> None:
-    W64 = w.eig_uniform(6, 0.0, 4.0, _gen(5), DTYPE)
-    W32 = w.eig_uniform(6, 0.0, 4.0, _gen(5), torch.float32)
+    W64 = spectra.eig_uniform(6, 0.0, 4.0, _gen(5), DTYPE)
+    W32 = spectra.eig_uniform(6, 0.0, 4.0, _gen(5), torch.float32)
     assert W32.dtype == torch.float32
     assert torch.equal(W32, W64.to(torch.float32))
 
@@ -163,7 +160,7 @@ REJECTED = [
 
 @pytest.mark.parametrize(("spec", "words"), REJECTED, ids=[s or "empty" for s, _ in REJECTED])
 def test_parse_spectrum_refuses_malformed_specs(spec: str, words: str) -> None:
-    with pytest.raises(GradtraceError, match=r"^`--spectrum` ") as err:
+    with pytest.raises(GradtraceError, match=r"^`spectrum` ") as err:
         parse_spectrum(spec)
     message = str(err.value)
     assert words in message
@@ -174,11 +171,11 @@ def test_parse_spectrum_refuses_malformed_specs(spec: str, words: str) -> None:
 @pytest.mark.parametrize(
     ("spec", "reference"),
     [
-        ("eig-uniform:0:4", lambda g: w.eig_uniform(5, 0.0, 4.0, g, DTYPE)),
-        ("radius:0.8", lambda g: w.radius(5, 0.8, g, DTYPE)),
-        ("orthogonal:1.2", lambda g: w.orthogonal(5, 1.2, g, DTYPE)),
-        ("identity:0.5", lambda g: w.identity(5, 0.5, DTYPE)),
-        ("gaussian:2", lambda g: w.gaussian(5, 2.0, g, DTYPE)),
+        ("eig-uniform:0:4", lambda g: spectra.eig_uniform(5, 0.0, 4.0, g, DTYPE)),
+        ("radius:0.8", lambda g: spectra.radius(5, 0.8, g, DTYPE)),
+        ("orthogonal:1.2", lambda g: spectra.orthogonal(5, 1.2, g, DTYPE)),
+        ("identity:0.5", lambda g: spectra.identity(5, 0.5, DTYPE)),
+        ("gaussian:2", lambda g: spectra.gaussian(5, 2.0, g, DTYPE)),
     ],
     ids=["eig-uniform", "radius", "orthogonal", "identity", "gaussian"],
 )
@@ -186,78 +183,3 @@ def test_spectrum_build_calls_its_constructor(
     spec: str, reference: Callable[[torch.Generator], Tensor]
 ) -> None:
     assert torch.equal(parse_spectrum(spec).build(5, _gen(9), DTYPE), reference(_gen(9)))
-
-
-# ---------------------------------------------------------------- random_weights
-
-
-@pytest.mark.parametrize("cell", list(GATES))
-def test_default_init_is_pytorch_uniform_and_seeded(cell: str) -> None:
-    H, I = 16, 3
-    weights = random_weights(cell, H, I, seed=4)
-    again = random_weights(cell, H, I, seed=4)
-    other = random_weights(cell, H, I, seed=5)
-    gates = GATES[cell]
-    assert weights.W_hh.shape == (gates * H, H)
-    assert torch.equal(weights.W_hh, again.W_hh)
-    assert not torch.equal(weights.W_hh, other.W_hh)
-    # U(-1/sqrt(H), 1/sqrt(H)) for every recurrent and input weight
-    bound = 1 / math.sqrt(H)
-    W_in = weights.W_hx if isinstance(weights, RNNWeights) else weights.W_ih
-    assert W_in.shape == (gates * H, I)
-    for tensor in (weights.W_hh, W_in):
-        assert float(tensor.abs().max()) <= bound
-        assert float(tensor.abs().max()) > 0.9 * bound  # and it fills the interval
-
-
-@pytest.mark.parametrize(
-    ("cell", "kind", "names"),
-    [
-        ("rnn", RNNWeights, ["W_hh"]),
-        ("lstm", LSTMWeights, ["W_hi", "W_hf", "W_hg", "W_ho"]),
-        ("gru", GRUWeights, ["W_hr", "W_hz", "W_hn"]),
-    ],
-)
-def test_each_gate_block_is_drawn_from_the_spectrum(cell: str, kind: type, names: list) -> None:
-    H = 6
-    weights = random_weights(cell, H, 2, spectrum=parse_spectrum("radius:0.7"), seed=1)
-    assert isinstance(weights, kind)
-    blocks = recurrent_blocks(weights)
-    assert list(blocks) == names
-    for block in blocks.values():
-        assert block.shape == (H, H)
-        assert float(torch.linalg.eigvals(block).abs().max()) == pytest.approx(0.7, abs=1e-10)
-    if len(blocks) > 1:  # drawn independently, not one block repeated
-        first, second = list(blocks.values())[:2]
-        assert not torch.equal(first, second)
-
-
-def test_random_rnn_keeps_its_activation_and_dtype() -> None:
-    weights = random_weights("rnn", 4, 2, activation="sigmoid", dtype=torch.float32)
-    assert isinstance(weights, RNNWeights)
-    assert weights.activation == "sigmoid"
-    assert weights.W_hh.dtype == weights.W_hx.dtype == weights.b.dtype == torch.float32
-
-
-@pytest.mark.parametrize(
-    ("kwargs", "match"),
-    [
-        ({"cell": "transformer", "hidden": 4, "input_size": 2}, r"`cell` must be one of rnn"),
-        ({"cell": "rnn", "hidden": 0, "input_size": 2}, r"`hidden` must be at least 1, got 0"),
-        ({"cell": "gru", "hidden": 3, "input_size": -1}, r"`input_size` must be at least 1"),
-    ],
-    ids=["unknown-cell", "hidden-0", "input-negative"],
-)
-def test_random_weights_refuses_bad_options(kwargs: dict, match: str) -> None:
-    with pytest.raises(GradtraceError, match=match):
-        random_weights(**kwargs)
-
-
-def test_projected_lstm_blocks_are_the_square_maps_the_gates_see() -> None:
-    # Regression: with proj_size the blocks were dropped and sigma_max / rho came out NaN.
-    lstm = torch.nn.LSTM(3, 5, proj_size=2, dtype=torch.float64)
-    w = lstm_weights_from_torch(lstm)
-    blocks = recurrent_blocks(w)
-    assert sorted(blocks) == ["W_hf W_hr", "W_hg W_hr", "W_hi W_hr", "W_ho W_hr"]
-    W_hh, W_hr = lstm.weight_hh_l0.detach(), lstm.weight_hr_l0.detach()  # (4H, P), (P, H)
-    torch.testing.assert_close(blocks["W_hf W_hr"], W_hh[5:10] @ W_hr, atol=1e-14, rtol=0)

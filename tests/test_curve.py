@@ -1,6 +1,6 @@
-"""Tests for gradtrace.analysis.curve_job: options, weights files and the `gradtrace curve` job.
+"""Tests for gradtrace.analysis.curve: options, weights files and the `gradtrace curve` job.
 
-References: the same arrays passed straight to analyse_trajectory / analyse_checkpoint (the job
+References: the same arrays passed straight to `analyse` in trajectory or checkpoint mode (the job
 must give identical numbers, atol 0), and the documented seeded draws (x_t ~ N(0, 1) and
 checkpoint states h ~ N(0, 1) from a generator seeded with seed + 1). Bad options and files
 raise GradtraceError with one line that names the option.
@@ -17,12 +17,13 @@ import numpy as np
 import pytest
 import torch
 
-from gradtrace.analysis.curve_job import DTYPES, MODES, CurveConfig, load_npz, run_curve
-from gradtrace.analysis.recurrent import analyse_checkpoint, analyse_trajectory
+from gradtrace.analysis.curve import MODES, CurveConfig, analyse, run_curve
 from gradtrace.cells import RNNWeights
 from gradtrace.cells.random_weights import random_weights
-from gradtrace.core.weights import parse_spectrum
+from gradtrace.core.spectra import parse_spectrum
 from gradtrace.errors import GradtraceError
+from gradtrace.io.arrays import load_arrays
+from gradtrace.io.devices import DTYPES
 
 DTYPE = torch.float64
 T, H, I = 12, 4, 3
@@ -58,30 +59,28 @@ def weights_of(a: dict[str, np.ndarray], activation: str) -> RNNWeights:
 
 
 @pytest.mark.parametrize("metric", ["spectral", "frobenius", "maxabs"])
-def test_trajectory_file_gives_the_numbers_of_analyse_trajectory(
-    tmp_path: Path, metric: str
-) -> None:
+def test_trajectory_file_gives_the_numbers_of_analyse(tmp_path: Path, metric: str) -> None:
     a = arrays()
     config = CurveConfig(activation="sigmoid", weights=save(tmp_path), metric=metric, device="cpu")
     report = run_curve(config)
     x = torch.as_tensor(a["x"]).unsqueeze(1)  # (T, 1, I)
     h0 = torch.as_tensor(a["h0"]).unsqueeze(0)  # (1, H)
-    expected = analyse_trajectory("rnn", weights_of(a, "sigmoid"), x, h0, metric=metric)
+    expected = analyse(weights_of(a, "sigmoid"), x, h0, metric=metric)
     assert torch.equal(report.log10_norm, expected.log10_norm)
     assert report.to_dict() == expected.to_dict()
-    assert (report.steps, report.hidden, report.mode) == (T, H, "trajectory")
+    assert (report.steps, report.hidden_size, report.mode) == (T, H, "trajectory")
 
 
 def test_trajectory_file_without_h0_starts_from_zeros(tmp_path: Path) -> None:
     a = arrays()
     report = run_curve(CurveConfig(weights=save(tmp_path, h0=None), device="cpu"))
     x = torch.as_tensor(a["x"]).unsqueeze(1)
-    expected = analyse_trajectory("rnn", weights_of(a, "tanh"), x, torch.zeros(1, H, dtype=DTYPE))
+    expected = analyse(weights_of(a, "tanh"), x, torch.zeros(1, H, dtype=DTYPE))
     assert torch.equal(report.log10_norm, expected.log10_norm)
 
 
 @pytest.mark.parametrize("metric", ["spectral", "maxabs"])
-def test_checkpoint_file_gives_the_numbers_of_analyse_checkpoint(
+def test_checkpoint_file_gives_the_numbers_of_analyse_with_states(
     tmp_path: Path, metric: str
 ) -> None:
     a = arrays()
@@ -90,19 +89,19 @@ def test_checkpoint_file_gives_the_numbers_of_analyse_checkpoint(
         CurveConfig(activation="sigmoid", mode="checkpoint", weights=path, metric=metric)
     )
     x, h = torch.as_tensor(a["x"]), torch.as_tensor(a["h"])
-    expected = analyse_checkpoint(weights_of(a, "sigmoid"), x, h, metric=metric)
+    expected = analyse(weights_of(a, "sigmoid"), x, states=h, metric=metric)
     assert torch.equal(report.log10_norm, expected.log10_norm)
     assert report.to_dict() == expected.to_dict()
     assert report.mode == "checkpoint"
 
 
 def test_weights_file_sizes_override_the_options(tmp_path: Path) -> None:
-    report = run_curve(CurveConfig(hidden=99, input_size=7, steps=500, weights=save(tmp_path)))
-    assert (report.steps, report.hidden) == (T, H)
+    report = run_curve(CurveConfig(hidden_size=99, input_size=7, steps=500, weights=save(tmp_path)))
+    assert (report.steps, report.hidden_size) == (T, H)
 
 
-def test_load_npz_reads_every_array(tmp_path: Path) -> None:
-    loaded = load_npz(save(tmp_path))
+def test_load_arrays_reads_every_array(tmp_path: Path) -> None:
+    loaded = load_arrays(save(tmp_path), "weights")
     assert sorted(loaded) == sorted(arrays())
     for name, value in arrays().items():
         np.testing.assert_array_equal(loaded[name], value)
@@ -112,12 +111,12 @@ def test_load_npz_reads_every_array(tmp_path: Path) -> None:
 
 
 def test_random_trajectory_job_is_the_documented_draw() -> None:
-    config = CurveConfig(activation="relu", hidden=6, input_size=2, steps=30, batch=3, seed=4)
+    config = CurveConfig(activation="relu", hidden_size=6, input_size=2, steps=30, batch=3, seed=4)
     report = run_curve(config)
     weights = random_weights("rnn", 6, 2, activation="relu", seed=4)
     gen = torch.Generator().manual_seed(5)  # seed + 1
     x = torch.randn(30, 3, 2, generator=gen, dtype=DTYPE)
-    expected = analyse_trajectory("rnn", weights, x)
+    expected = analyse(weights, x)
     assert torch.equal(report.log10_norm, expected.log10_norm)
     assert report.log10_norm.shape == (3, 30)
     assert torch.equal(run_curve(config).log10_norm, report.log10_norm)  # same seed, same run
@@ -128,7 +127,7 @@ def test_random_trajectory_job_is_the_documented_draw() -> None:
 def test_random_checkpoint_job_is_the_documented_draw() -> None:
     config = CurveConfig(
         activation="sigmoid",
-        hidden=5,
+        hidden_size=5,
         input_size=5,
         steps=20,
         seed=12345,
@@ -142,14 +141,14 @@ def test_random_checkpoint_job_is_the_documented_draw() -> None:
     gen = torch.Generator().manual_seed(12346)
     x = torch.randn(20, 1, 5, generator=gen, dtype=DTYPE)
     h = torch.randn(20, 5, generator=gen, dtype=DTYPE)
-    expected = analyse_checkpoint(weights, x[:, 0], h)
+    expected = analyse(weights, x[:, 0], states=h)
     assert torch.equal(report.log10_norm, expected.log10_norm)
 
 
 def test_float32_job_agrees_with_float64() -> None:
     # A contracting tanh RNN over 40 steps: every quantity is a few float32 roundings per
     # step away from float64, ~40 * 1e-7 relative; 1e-4 in log10 leaves a margin of ~50.
-    base = CurveConfig(hidden=8, steps=40, batch=2, spectrum="orthogonal:0.9")
+    base = CurveConfig(hidden_size=8, steps=40, batch=2, spectrum="orthogonal:0.9")
     r64 = run_curve(base)
     r32 = run_curve(dataclasses.replace(base, dtype="float32"))
     assert r32.log10_norm.dtype == DTYPE  # the log10 values are float64 whatever the dtype
@@ -159,8 +158,8 @@ def test_float32_job_agrees_with_float64() -> None:
 
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_gated_cells_run_with_a_spectrum_per_gate(cell: str) -> None:
-    report = run_curve(CurveConfig(cell=cell, hidden=5, steps=15, spectrum="radius:0.9"))
-    assert report.log10_norm.shape == (15,)
+    report = run_curve(CurveConfig(cell=cell, hidden_size=5, steps=15, spectrum="radius:0.9"))
+    assert report.log10_norm.shape == (1, 15)  # (B, T) also for one sequence
     assert report.theory.spectral_radius == pytest.approx(0.9, abs=1e-10)
     assert len(report.theory.blocks) == (4 if cell == "lstm" else 3)
 
@@ -168,22 +167,25 @@ def test_gated_cells_run_with_a_spectrum_per_gate(cell: str) -> None:
 # ---------------------------------------------------------------- bad options
 
 BAD_CONFIGS = [
-    ({"cell": "transformer"}, r"`--cell` must be one of rnn, lstm, gru, got 'transformer'"),
-    ({"activation": "softsign"}, r"`--activation` must be one of .*got 'softsign'"),
-    ({"metric": "nuclear"}, r"`--metric` must be one of spectral, frobenius, maxabs"),
-    ({"dtype": "float16"}, r"`--dtype` must be one of float64, float32, got 'float16'"),
-    ({"mode": "online"}, r"`--mode` must be one of trajectory, checkpoint, got 'online'"),
-    ({"steps": 0}, r"`--steps` must be at least 1, got 0"),
-    ({"steps": -3}, r"`--steps` must be at least 1, got -3"),
-    ({"hidden": 0}, r"`--hidden` must be at least 1, got 0"),
-    ({"input_size": 0}, r"`--input-size` must be at least 1, got 0"),
-    ({"batch": 0}, r"`--batch` must be at least 1, got 0"),
-    ({"cell": "lstm", "mode": "checkpoint"}, r"defined for `--cell rnn` only, got --cell lstm"),
-    ({"cell": "gru", "weights": Path("w.npz")}, r"`--weights` holds a vanilla RNN, got --cell gru"),
-    ({"spectrum": "eig-uniform:4"}, r"`--spectrum` must have the form eig-uniform:LO:HI"),
-    ({"spectrum": "radius:-1"}, r"`--spectrum` needs a value >= 0"),
-    ({"mode": "checkpoint", "batch": 2}, r"`--batch` must be 1 in checkpoint mode, got 2"),
-    ({"device": "tpu-ish"}, r"`--device` must be cpu, cuda or auto, got 'tpu-ish'"),
+    ({"cell": "transformer"}, r"`cell` must be one of rnn, lstm, gru, got 'transformer'"),
+    ({"activation": "softsign"}, r"`activation` must be one of .*got 'softsign'"),
+    ({"metric": "nuclear"}, r"`metric` must be one of spectral, frobenius, maxabs"),
+    ({"dtype": "float16"}, r"`dtype` must be one of float64, float32, got 'float16'"),
+    ({"mode": "online"}, r"`mode` must be one of trajectory, checkpoint, got 'online'"),
+    ({"steps": 0}, r"`steps` must be a whole number of at least 1, got 0"),
+    ({"steps": -3}, r"`steps` must be a whole number of at least 1, got -3"),
+    ({"hidden_size": 0}, r"`hidden_size` must be a whole number of at least 1, got 0"),
+    ({"input_size": 0}, r"`input_size` must be a whole number of at least 1, got 0"),
+    ({"batch": 0}, r"`batch` must be a whole number of at least 1, got 0"),
+    ({"cell": "lstm", "mode": "checkpoint"}, r"`mode` checkpoint .*needs `cell` rnn, got 'lstm'"),
+    ({"cell": "gru", "weights": Path("w.npz")}, r"`weights` holds a vanilla RNN, got `cell` 'gru'"),
+    ({"spectrum": "eig-uniform:4"}, r"`spectrum` must have the form eig-uniform:LO:HI"),
+    ({"spectrum": "radius:-1"}, r"`spectrum` needs a value >= 0"),
+    ({"mode": "checkpoint", "batch": 2}, r"`batch` must be 1 in checkpoint mode, got 2"),
+    (
+        {"device": "tpu-ish"},
+        r"`device` must be one of auto, cpu, cuda \(or cuda:N\), got 'tpu-ish'",
+    ),
 ]
 
 
@@ -197,7 +199,7 @@ def test_bad_options_are_refused_by_name(changes: dict[str, Any], match: str) ->
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_regression_cuda_without_a_gpu_is_a_gradtrace_error() -> None:
-    with pytest.raises(GradtraceError, match=r"`--device`"):
+    with pytest.raises(GradtraceError, match=r"`device` 'cuda' needs a CUDA GPU"):
         run_curve(CurveConfig(steps=3, device="cuda"))
 
 
@@ -228,18 +230,20 @@ BAD_FILES = [
     pytest.param({"W_hh": np.ones(4)}, "trajectory", r"`W_hh` must have 2 dim", id="W_hh-1d"),
     pytest.param({"W_hx": np.ones((5, 3))}, "trajectory", r"`W_hx` must have H = 4", id="W_hx"),
     pytest.param({"b": np.ones(5)}, "trajectory", r"`b` must have shape \(4,\)", id="b"),
-    pytest.param({"x": np.ones((T, 2))}, "trajectory", r"`x` in --weights must have sh", id="x"),
+    pytest.param({"x": np.ones((T, 2))}, "trajectory", r"`x` in `weights` must have sh", id="x"),
     pytest.param({"x": np.ones((0, I))}, "trajectory", r"at least one step", id="x-T-0"),
-    pytest.param({"h0": np.ones(5)}, "trajectory", r"`h0` in --weights must have", id="h0"),
-    pytest.param({"h": np.ones((T + 1, H))}, "checkpoint", r"`h` in --weights must", id="h"),
+    pytest.param({"h0": np.ones(5)}, "trajectory", r"`h0` in `weights` must have", id="h0"),
+    pytest.param({"h": np.ones((T + 1, H))}, "checkpoint", r"`h` in `weights` must", id="h"),
     pytest.param({"W_hh": _nan_w_hh()}, "trajectory", r"`W_hh` must be finite, got 1", id="W-nan"),
-    pytest.param({"x": _inf_x()}, "checkpoint", r"`x` in --weights must be finite", id="x-inf"),
     pytest.param(
-        {"h": np.full((T, H), np.inf)}, "checkpoint", r"`h` in --weights must be fin", id="h-inf"
+        {"x": _inf_x()}, "checkpoint", r"`x` in `weights` must be finite, got 1", id="x-inf"
     ),
-    pytest.param({"h": None}, "checkpoint", r"`--mode checkpoint` needs an array 'h'", id="no-h"),
+    pytest.param({"h": np.full((T, H), np.inf)}, "checkpoint", r"`h` .*must be finite", id="h-inf"),
+    pytest.param({"h": None}, "checkpoint", r"`mode` checkpoint needs an array 'h'", id="no-h"),
     pytest.param({"x": None}, "trajectory", r"must contain an array 'x'", id="no-x"),
-    pytest.param({"b": np.array(["a", "b"])}, "trajectory", r"'b' must be numeric", id="b-str"),
+    pytest.param(
+        {"b": np.array(["a", "b"])}, "trajectory", r"'b' must be real and numeric", id="b-str"
+    ),
     pytest.param(
         {"W_hh": np.ones((H, H)) * (1 + 1j)},
         "trajectory",
@@ -292,6 +296,6 @@ UNREADABLE = [
 @pytest.mark.parametrize(("make", "match"), UNREADABLE)
 def test_missing_or_unreadable_files_are_refused(tmp_path: Path, make: Any, match: str) -> None:
     path = make(tmp_path)
-    with pytest.raises(GradtraceError, match=r"^`--weights` " + match) as err:
+    with pytest.raises(GradtraceError, match=r"^`weights` " + match) as err:
         run_curve(CurveConfig(weights=path))
     assert str(path) in str(err.value) or "W_hh" in str(err.value)

@@ -1,6 +1,7 @@
-"""Tests for gradtrace.analysis.recurrent: the report behind `gradtrace curve`.
+"""Tests for gradtrace.analysis.flow (`assemble`) and `gradtrace.analysis.curve.analyse`.
 
-References (float64): autograd step Jacobians at the lectures' checkpoints multiplied out
+These build the `GradientFlow` behind `gradtrace curve`. References (float64): autograd step
+Jacobians at the lectures' checkpoints (and at given gated-cell states) multiplied out
 explicitly (1e-10 in log10), exact curves a^(T-k) for J_t = a Q_t with Q_t orthogonal (rate
 log10 a and top Lyapunov exponent ln a, 1e-12), products of the LSTM forget gates recomputed
 from the states (1e-10), and the bounds: c(k) <= (gamma sigma_max)^(T-k) (with sqrt(H) for
@@ -19,20 +20,17 @@ import torch
 from torch import Tensor
 from torch.autograd.functional import jacobian as autograd_jacobian
 
-from gradtrace.analysis.curve_job import CurveConfig, run_curve
-from gradtrace.analysis.recurrent import (
-    CurveReport,
-    analyse_checkpoint,
-    analyse_trajectory,
-    report_from_jacobians,
-)
-from gradtrace.cells import LSTMWeights, RNNWeights, get_cell, run_trajectory
+from gradtrace.analysis.curve import CurveConfig, analyse, run_curve
+from gradtrace.analysis.flow import Steps, assemble
+from gradtrace.cells import LSTMWeights, RNNWeights, get_cell, replay
 from gradtrace.cells.random_weights import random_weights
 from gradtrace.core import theory
 from gradtrace.core.activations import ACTIVATIONS, get_activation
 from gradtrace.core.engine import METRICS, contribution_curve
-from gradtrace.core.weights import orthogonal, parse_spectrum
+from gradtrace.core.spectra import orthogonal, parse_spectrum
 from gradtrace.errors import GradtraceError
+from gradtrace.records import GradientFlow
+from gradtrace.records.codec import decode_tensor
 
 DTYPE = torch.float64
 LOG10_ATOL = 1e-10
@@ -53,13 +51,17 @@ def _randn(seed: int, *shape: int) -> Tensor:
     return torch.randn(*shape, generator=_gen(seed), dtype=DTYPE)
 
 
-def _explicit_log10(J: Tensor, metric: str) -> Tensor:
-    """log10 metric(J_T ... J_{k+1}) for k = 0..T-1 from (T, S, S), multiplied out plainly."""
+def _explicit_log10(J: Tensor, metric: str, block: int | None = None) -> Tensor:
+    """log10 metric(J_T ... J_{k+1}) for k = 0..T-1 from (T, S, S), multiplied out plainly.
+
+    With `block` the metric is taken of the leading (block, block) corner of the product.
+    """
     T = J.shape[0]
     out, P = torch.empty(T, dtype=DTYPE), torch.eye(J.shape[-1], dtype=DTYPE)
+    n = J.shape[-1] if block is None else block
     for k in range(T - 1, -1, -1):
         P = P @ J[k]  # J_T ... J_{k+1}
-        out[k] = math.log10(REFERENCE_METRICS[metric](P))
+        out[k] = math.log10(REFERENCE_METRICS[metric](P[:n, :n]))
     return out
 
 
@@ -75,15 +77,16 @@ def test_checkpoint_mode_uses_row_k_minus_1_of_h_and_x(metric: str) -> None:
     )
     assert isinstance(w, RNNWeights)
     x, h = _randn(1, T, I), _randn(2, T, H)
-    report = analyse_checkpoint(w, x, h, metric=metric)
+    report = analyse(w, x, states=h, metric=metric)
 
     def step(h_prev: Tensor, x_k: Tensor) -> Tensor:
         return torch.sigmoid(w.W_hh @ h_prev + w.W_hx @ x_k + w.b)
 
     # J_k = dh_k/dh_{k-1} at a_k = W_hh h[k-1] + W_hx x[k-1] + b, by autograd
     J = torch.stack([autograd_jacobian(lambda s, k=k: step(s, x[k]), h[k]) for k in range(T)])
+    assert report.log10_norm.shape == (1, T)  # one sequence: (B, T) with B = 1
     torch.testing.assert_close(
-        report.log10_norm, _explicit_log10(J, metric), atol=LOG10_ATOL, rtol=0
+        report.log10_norm[0], _explicit_log10(J, metric), atol=LOG10_ATOL, rtol=0
     )
     sigma = float(torch.linalg.svdvals(w.W_hh)[0])
     rho = float(torch.linalg.eigvals(w.W_hh).abs().max())
@@ -98,7 +101,32 @@ def test_checkpoint_mode_uses_row_k_minus_1_of_h_and_x(metric: str) -> None:
         "sigmoid",
         metric,
     )
-    assert (report.steps, report.hidden) == (T, H)
+    assert (report.steps, report.hidden_size) == (T, H)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_checkpoint_mode_works_for_gated_cells_at_the_given_states(cell: str) -> None:
+    # Checkpoint mode used to be refused for gated cells; now J_k is the cell's step Jacobian at
+    # row k-1 of the given states, checked against autograd on the cell's own step function.
+    T, H, I = 12, 4, 3
+    w = random_weights(cell, H, I, spectrum="gaussian:1.5", seed=5)
+    spec = get_cell(cell)
+    S = spec.state_size(w)
+    x, states = _randn(1, T, I), 0.5 * _randn(2, T, S)
+    report = analyse(w, x, states=states)
+
+    def step(s: Tensor, x_k: Tensor) -> Tensor:
+        return spec.step(w, x_k.unsqueeze(0), s.unsqueeze(0))[0]
+
+    J = torch.stack(
+        [autograd_jacobian(lambda s, k=k: step(s, x[k]), states[k]) for k in range(T)]
+    )  # (T, S, S)
+    block = H if cell == "lstm" else None  # an LSTM's curve is the (h, h) block
+    assert report.log10_norm.shape == (1, T)
+    torch.testing.assert_close(
+        report.log10_norm[0], _explicit_log10(J, "spectral", block), atol=LOG10_ATOL, rtol=0
+    )
+    assert (report.mode, report.cell, report.state_size) == ("checkpoint", cell, S)
 
 
 # ---------------------------------------------------------------- exact summaries
@@ -122,9 +150,10 @@ def test_scaled_rotations_give_exact_rate_lyapunov_and_horizon(
     W = orthogonal(H, a, _gen(0), DTYPE)
     weights = RNNWeights(W, torch.zeros(H, 1, dtype=DTYPE), torch.zeros(H, dtype=DTYPE), "linear")
     J = W.expand(T, H, H)
-    report = report_from_jacobians("rnn", weights, J, metric=metric)
+    report = assemble(Steps(J.unsqueeze(1), weights, "rnn", "trajectory"), metric=metric)
     expected = _explicit_log10(J, metric)
-    torch.testing.assert_close(report.log10_norm, expected, atol=LOG10_ATOL, rtol=0)
+    assert report.log10_norm.shape == (1, T)
+    torch.testing.assert_close(report.log10_norm[0], expected, atol=LOG10_ATOL, rtol=0)
     if metric != "maxabs":  # spectral a^n, frobenius a^n sqrt(H): exactly geometric
         assert report.rate_per_step == pytest.approx(math.log10(a), abs=1e-12)
     assert report.lyapunov_max == pytest.approx(math.log(a), abs=1e-12)  # nats per step
@@ -139,16 +168,17 @@ def test_trajectory_summaries_are_taken_on_the_batch_mean(cell: str) -> None:
     T, B, H, I = 25, 3, 6, 2
     weights = random_weights(cell, H, I, spectrum=parse_spectrum("gaussian:1.5"), seed=3)
     x = _randn(4, T, B, I)
-    report = analyse_trajectory(cell, weights, x)
+    report = analyse(weights, x)
     assert report.log10_norm.shape == (B, T)
     # each row is the curve of that sequence alone
-    single = analyse_trajectory(cell, weights, x[:, 1:2])
-    assert single.log10_norm.shape == (T,)
-    torch.testing.assert_close(single.log10_norm, report.log10_norm[1], atol=1e-12, rtol=0)
+    single = analyse(weights, x[:, 1:2])
+    assert single.log10_norm.shape == (1, T)
+    torch.testing.assert_close(single.log10_norm[0], report.log10_norm[1], atol=1e-12, rtol=0)
     mean = report.log10_norm.mean(dim=0)
     assert report.rate_per_step == theory.measured_rate(mean)
     assert report.horizon == theory.memory_horizon(mean)
     assert report.verdict == theory.verdict(report.rate_per_step)
+    assert report.verdict == theory.judge(mean, "spectral", report.proj_size).verdict
 
 
 def test_lstm_report_measures_the_h_block_and_the_cell_path() -> None:
@@ -156,25 +186,32 @@ def test_lstm_report_measures_the_h_block_and_the_cell_path() -> None:
     w = random_weights("lstm", H, I, seed=2)
     assert isinstance(w, LSTMWeights)
     x, s0 = _randn(5, T, 1, I), 0.5 * _randn(6, 1, 2 * H)
-    report = analyse_trajectory("lstm", w, x, s0)
-    states, J = run_trajectory(get_cell("lstm"), w, x, s0)  # (T+1, 1, 2H), (T, 1, 2H, 2H)
+    report = analyse(w, x, s0)
+    run = replay(get_cell("lstm"), w, x, s0)
+    states, J = run.states, run.jacobians()  # (T+1, 1, 2H), (T, 1, 2H, 2H)
     # the curve is ||d h_T / d h_k||: the (h, h) block of the full (h, c) product
     P, expected = torch.eye(2 * H, dtype=DTYPE), torch.empty(T, dtype=DTYPE)
     for k in range(T - 1, -1, -1):
         P = P @ J[k, 0]
         expected[k] = math.log10(REFERENCE_METRICS["spectral"](P[:H, :H]))
-    torch.testing.assert_close(report.log10_norm, expected, atol=LOG10_ATOL, rtol=0)
+    assert report.log10_norm.shape == (1, T)
+    torch.testing.assert_close(report.log10_norm[0], expected, atol=LOG10_ATOL, rtol=0)
     # the cell path dc_T/dc_k at fixed h is prod diag(f_t): its norm is max_j prod_{t>k} f_t[j]
     h_prev = states[:-1, 0, :H]  # (T, H)
     z = x[:, 0] @ w.W_ih.T + h_prev @ w.W_hh.T + w.b  # (T, 4H)
     log_f = torch.log10(torch.sigmoid(z[:, H : 2 * H]))  # (T, H), PyTorch's gate order i f g o
     suffix = torch.flip(torch.cumsum(torch.flip(log_f, [0]), 0), [0])  # (T, H): sum over t > k
     assert report.cell_path_log10 is not None
-    torch.testing.assert_close(report.cell_path_log10, suffix.amax(dim=1), atol=LOG10_ATOL, rtol=0)
+    assert report.cell_path_log10.shape == (1, T)
+    torch.testing.assert_close(
+        report.cell_path_log10[0], suffix.amax(dim=1), atol=LOG10_ATOL, rtol=0
+    )
     assert report.theory.gamma is None
     assert report.activation is None
     assert "Gated cell" in report.note
-    assert "cell_path_log10_norm" in report.to_dict()
+    record = report.to_dict()
+    assert "cell_path_log10" in record
+    assert torch.equal(decode_tensor(record["cell_path_log10"]), report.cell_path_log10)
 
 
 # ---------------------------------------------------------------- c(k) never exceeds the bound
@@ -189,9 +226,9 @@ def test_rnn_curve_never_exceeds_the_spectral_bound(activation: str, spectrum: s
     weights = random_weights(
         "rnn", H, I, spectrum=parse_spectrum(spectrum), activation=activation, seed=7
     )
-    _, J = run_trajectory(
+    J = replay(
         get_cell("rnn"), weights, _randn(8, T, B, I), torch.zeros(B, H, dtype=DTYPE)
-    )
+    ).jacobians()
     gamma = get_activation(activation).gamma
     sigma = float(torch.linalg.svdvals(weights.W_hh)[0])
     n = torch.arange(T, 0, -1, dtype=DTYPE)  # T - k
@@ -211,7 +248,7 @@ def _gated_jacobians(cell: str, spectrum: str | None) -> tuple[Any, Tensor, Tens
     weights = random_weights(cell, H, I, spectrum=spec, seed=11)
     x = _randn(12, T, B, I)
     s0 = torch.zeros(B, get_cell(cell).state_size(weights), dtype=DTYPE)
-    return weights, x, run_trajectory(get_cell(cell), weights, x, s0)[1]  # J (T, B, S, S)
+    return weights, x, replay(get_cell(cell), weights, x, s0).jacobians()  # J (T, B, S, S)
 
 
 def _norm_product(J: Tensor) -> Tensor:
@@ -237,7 +274,7 @@ def test_gated_curve_never_exceeds_the_norm_product_bound(cell: str, spectrum: s
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_gated_report_draws_the_worst_norm_product_over_the_batch(cell: str) -> None:
     weights, x, J = _gated_jacobians(cell, "gaussian:3")
-    report = analyse_trajectory(cell, weights, x)
+    report = analyse(weights, x)
     torch.testing.assert_close(
         report.theory.bound_log10, _norm_product(J).amax(dim=0), atol=1e-12, rtol=0
     )
@@ -248,35 +285,43 @@ def test_gated_report_draws_the_worst_norm_product_over_the_batch(cell: str) -> 
 # ---------------------------------------------------------------- JSON record
 
 
-def test_to_dict_is_strict_json_with_none_for_an_exactly_zero_product() -> None:
+def test_to_dict_is_strict_json_with_minus_infinity_for_an_exactly_zero_product() -> None:
     # ReLU RNN whose units are all switched off from step 4 on: J_t = 0 for t >= 4, so
-    # dh_T/dh_k = 0 for every k and log10 c(k) = -inf; the record holds None, never NaN/inf.
+    # dh_T/dh_k = 0 for every k and log10 c(k) = -inf; the record holds the string
+    # "-Infinity", never a bare NaN/inf token and never null.
     T, H = 8, 3
     W = 0.5 * torch.eye(H, dtype=DTYPE)
     weights = RNNWeights(W, torch.ones(H, 1, dtype=DTYPE), torch.zeros(H, dtype=DTYPE), "relu")
     x = torch.ones(T, 1, 1, dtype=DTYPE)
     x[3:] = -100.0
-    report = analyse_trajectory("rnn", weights, x)
+    report = analyse(weights, x)
+    assert report.log10_norm.shape == (1, T)
     assert bool((report.log10_norm == -math.inf).all())
     record = json.loads(json.dumps(report.to_dict(), allow_nan=False))
-    assert record["log10_norm"] == [None] * T
-    assert record["rate_per_step"] is None
-    assert record["lyapunov_max"] is None
+    assert record["log10_norm"]["data"] == ["-Infinity"] * T
+    assert record["log10_norm"]["shape"] == [1, T]
+    assert report.rate_per_step == -math.inf
+    assert record["rate_per_step"] == "-Infinity"
+    assert report.lyapunov_max == -math.inf
+    assert record["lyapunov_max"] == "-Infinity"
     assert record["verdict"] == "vanishing"
+    assert GradientFlow.from_dict(record) == report
 
 
 def test_to_dict_holds_the_cli_contract() -> None:
     T, B, H = 12, 2, 4
     weights = random_weights("rnn", H, 3, activation="sigmoid", seed=1)
-    report: CurveReport = analyse_trajectory("rnn", weights, _randn(0, T, B, 3), metric="maxabs")
+    report: GradientFlow = analyse(weights, _randn(0, T, B, 3), metric="maxabs")
     record = json.loads(json.dumps(report.to_dict(), allow_nan=False))
-    assert record["steps"] == T
-    assert record["hidden"] == H
-    assert record["batch"] == B
+    assert record["format"] == "gradtrace.gradient_flow/1"
+    assert record["log10_norm"]["shape"] == [B, T]  # B sequences of T steps, k = 0..T-1
+    assert (report.steps, report.batch) == (T, B)
+    assert record["hidden_size"] == H
+    assert record["dtype"] == "float64"
     assert record["metric"] == "maxabs"
     assert record["mode"] == "trajectory"
-    assert record["k"] == list(range(T))
-    assert record["log10_norm"] == report.log10_norm.tolist()  # B lists of T numbers
+    assert record["log10_norm"]["data"] == report.log10_norm.reshape(-1).tolist()
+    assert decode_tensor(record["log10_norm"]).tolist() == report.log10_norm.tolist()
     assert record["rate_per_step"] == report.rate_per_step
     assert record["horizon"] == report.horizon
     assert record["lyapunov_max"] == report.lyapunov_max
@@ -285,11 +330,14 @@ def test_to_dict_holds_the_cli_contract() -> None:
     assert th["gamma"] == 0.25
     assert th["sigma_max"] == report.theory.sigma_max
     assert th["spectral_radius"] == report.theory.spectral_radius
-    assert th["bound_log10"] == report.theory.bound_log10.tolist()
+    assert th["bound_log10"]["data"] == report.theory.bound_log10.tolist()
     assert th["eigen_prediction"] == theory.eigen_prediction(0.25, th["spectral_radius"])
     assert th["blocks"] == {
         "W_hh": {"sigma_max": th["sigma_max"], "spectral_radius": th["spectral_radius"]}
     }
+    back = GradientFlow.from_dict(record)
+    assert back == report
+    assert (back.steps, back.batch) == (T, B)
 
 
 # ---------------------------------------------------------------- bad input
@@ -301,34 +349,31 @@ def _rnn(H: int = 3, I: int = 2) -> RNNWeights:
 
 BAD_INPUTS = [
     pytest.param(
-        lambda: analyse_checkpoint(random_weights("gru", 3, 2), _randn(0, 4, 2), _randn(1, 4, 3)),
-        r"`--mode checkpoint` is defined for the vanilla RNN",
-        id="checkpoint-gru",
-    ),
-    pytest.param(
-        lambda: analyse_checkpoint(_rnn(), _randn(0, 4, 2), _randn(1, 4, 3, 1)),
-        r"`h` must have shape \(T, H\)",
+        lambda: analyse(_rnn(), _randn(0, 4, 2), states=_randn(1, 4, 3, 1)),
+        r"`x` and `states` must have shapes \(T, B, I\) and \(T, B, S\) with the same T and B, "
+        r"got \(4, 2\) and \(4, 3, 1\)",
         id="checkpoint-h-3d",
     ),
     pytest.param(
-        lambda: analyse_checkpoint(_rnn(), _randn(0, 5, 2), _randn(1, 4, 3)),
-        r"`x` must have shape \(T, I\) with T = 4 rows like `h`, got \(5, 2\)",
+        lambda: analyse(_rnn(), _randn(0, 5, 2), states=_randn(1, 4, 3)),
+        r"`x` and `states` must have shapes \(T, B, I\) and \(T, B, S\) with the same T and B, "
+        r"got \(5, 1, 2\) and \(4, 1, 3\)",
         id="checkpoint-x-rows",
     ),
     pytest.param(
-        lambda: analyse_checkpoint(_rnn(), _randn(0, 0, 2), _randn(1, 0, 3)),
-        r"`h` must hold at least one state \(T >= 1\), got T = 0",
+        lambda: analyse(_rnn(), _randn(0, 0, 2), states=_randn(1, 0, 3)),
+        r"`x` must have at least one time step",
         id="checkpoint-T-0",
     ),
     pytest.param(
-        lambda: analyse_trajectory("rnn", _rnn(), _randn(0, 4, 2)),
+        lambda: analyse(_rnn(), _randn(0, 4, 2)),
         r"`x` must have shape \(T, B, I\), got \(4, 2\)",
         id="trajectory-x-2d",
     ),
     pytest.param(
-        lambda: analyse_trajectory("mlp", _rnn(), _randn(0, 4, 1, 2)),
-        r"`cell` must be one of rnn, lstm, gru, got 'mlp'",
-        id="trajectory-unknown-cell",
+        lambda: analyse("mlp", _randn(0, 4, 1, 2)),
+        r"`weights` must be RNNWeights, LSTMWeights or GRUWeights, got str",
+        id="trajectory-not-weights",
     ),
 ]
 
@@ -341,7 +386,7 @@ def test_bad_input_raises_naming_the_argument(call: Callable[[], object], match:
 
 def test_a_report_reads_as_one_line_in_a_notebook() -> None:
     # The dataclass repr printed every tensor in full; the summary is what a person reads.
-    report = run_curve(CurveConfig(hidden=4, steps=30, seed=2))
+    report = run_curve(CurveConfig(hidden_size=4, steps=30, seed=2))
     text = repr(report)
     assert "\n" not in text and len(text) < 200
     assert report.verdict in text and f"horizon {report.horizon}" in text

@@ -1,0 +1,180 @@
+"""The one assembler of theory beside measurement: step Jacobians in, a `GradientFlow` out.
+
+`gradtrace curve`, `analyse`, every traced layer of `gradtrace.trace` and a user's step
+function (`trace_step`) all end here. Given where the step Jacobians J_1..J_T come from (a cell's
+`Replay`, or autograd on a step function) it measures
+
+    c(k) = metric(ds_T/ds_k)        by the core's engine; for an LSTM the (h, h) block
+    prod_t diag(f_t)                the LSTM cell path, in O(T H) from the forget gates
+    lambda_1                        the top Lyapunov exponent (and the top-K spectrum on request)
+
+and puts beside it the theory of the weights (gamma, sigma_max and rho of each recurrent block,
+the bound on c(k), the eigenvalue criterion), then the judgement (rate, verdict, horizon) and
+the note from `gradtrace.core.theory`. Shapes: T time, B batch, S state, H hidden, P = h size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from gradtrace.cells import LSTMWeights, Replay, RNNWeights
+from gradtrace.core import theory
+from gradtrace.core.activations import get_activation
+from gradtrace.core.engine import check_metric, contribution_curve, diagonal_curve
+from gradtrace.core.lyapunov import lyapunov_spectrum, start_frame, top_exponent
+from gradtrace.errors import check, check_seed
+from gradtrace.io.devices import dtype_name
+from gradtrace.records.flow import GradientFlow, LyapunovSpectrum, MatrixSpectrum, Theory
+
+LyapunovOption = int | str | None
+
+
+@dataclass(frozen=True)
+class Steps:
+    """Where the step Jacobians of one recurrence come from.
+
+    Attributes:
+        jacobians: J_1..J_T, (T, B, S, S).
+        weights: The cell's weights, for the theory; None for a step function.
+        cell: "rnn", "lstm", "gru" or "step".
+        mode: "trajectory" or "checkpoint".
+        forget_gates: LSTM only: f_t, (T, B, H), the cell path's diagonals.
+    """
+
+    jacobians: Tensor
+    weights: Any
+    cell: str
+    mode: str
+    forget_gates: Tensor | None = None
+
+    @classmethod
+    def of(cls, run: Replay) -> Steps:
+        """The steps of a cell's replay (its Jacobians evaluated on its states)."""
+        mode = "trajectory" if run.final is not None else "checkpoint"
+        return cls(run.jacobians(), run.weights, run.cell.name, mode, run.cell_path())
+
+
+def check_lyapunov_option(lyapunov: LyapunovOption) -> None:
+    """Raise GradtraceError unless `lyapunov` is None, an integer K >= 1 or "full"."""
+    ok = lyapunov is None or lyapunov == "full"
+    ok = ok or (isinstance(lyapunov, int) and not isinstance(lyapunov, bool) and lyapunov >= 1)
+    check(ok, f"`lyapunov` must be None, an integer K >= 1 or 'full', got {lyapunov!r}")
+
+
+def lyapunov_of(jacobians: Tensor, lyapunov: LyapunovOption, seed: int) -> LyapunovSpectrum | None:
+    """The top-K spectrum of each sequence, on the CPU in float64, from a seeded start frame.
+
+    K >= 1 asks for the top K exponents of the full state (capped at its size S), "full" for
+    all S, None for none. Q_0 is drawn on the CPU in float64 from `seed`, so the same seed
+    gives the same estimate on any device.
+
+    Args:
+        jacobians: J_1..J_T of B sequences, shape (T, B, S, S).
+    """
+    if lyapunov is None:
+        return None
+    S = jacobians.shape[-1]
+    K = S if lyapunov == "full" else min(int(lyapunov), S)
+    q0 = start_frame(S, K, seed).to(jacobians.device)
+    spectrum = lyapunov_spectrum(jacobians, K, q0=q0)
+    return LyapunovSpectrum(
+        spectrum.exponents.to("cpu", torch.float64),
+        spectrum.local_log_factors.to("cpu", torch.float64),
+    )
+
+
+def theory_of(weights: Any, jacobians: Tensor, metric: str) -> Theory:
+    """gamma, sigma_max and rho of each block, the eigenvalue criterion and the bound on c(k).
+
+    A vanilla RNN's bound is (gamma sigma_max)^(T-k); any other cell's (and a step
+    function's, `weights` None) is the product of the step norms, the worst over the batch.
+
+    Args:
+        weights: The cell's weights, or None.
+        jacobians: J_1..J_T, (T, B, S, S).
+        metric: The metric of the curve.
+    """
+    blocks: dict[str, MatrixSpectrum] = {}
+    if weights is not None:
+        blocks = {n: theory.matrix_spectrum(W) for n, W in weights.recurrent_blocks().items()}
+    sigma = max((b.sigma_max for b in blocks.values()), default=math.nan)
+    rho = max((b.spectral_radius for b in blocks.values()), default=math.nan)
+    T, S = jacobians.shape[0], jacobians.shape[-1]
+    if isinstance(weights, RNNWeights):
+        gamma = get_activation(weights.activation).gamma
+        bound = theory.rnn_bound_log10(gamma, sigma, T, metric, S)
+        prediction = theory.eigen_prediction(gamma, rho)
+        return Theory(gamma, sigma, rho, prediction, "(gamma*sigma_max)^(T-k)", bound, blocks)
+    per_item = theory.norm_product_bound_log10(jacobians, metric).amax(dim=0)  # (T,)
+    label = theory.norm_product_bound_label(jacobians)
+    return Theory(None, sigma, rho, None, label, per_item.to("cpu", torch.float64), blocks)
+
+
+def _cpu(t: Tensor) -> Tensor:
+    return t.detach().to("cpu", torch.float64)
+
+
+def assemble(
+    steps: Steps,
+    *,
+    metric: str = "spectral",
+    loss_grad_log10: Tensor | None = None,
+    lyapunov: LyapunovOption = None,
+    seed: int = 0,
+    **provenance: Any,
+) -> GradientFlow:
+    """Measure c(k) from the steps and put the theory, the judgement and the note beside it.
+
+    Args:
+        steps: The step Jacobians and what they came from.
+        metric: "spectral", "frobenius" or "maxabs".
+        loss_grad_log10: log10 ||dL/dh_k||, (B, T + 1), when a loss was given.
+        lyapunov: K, "full" or None: the top-K Lyapunov spectrum besides lambda_1.
+        seed: Seeds the Lyapunov start directions.
+        **provenance: module, layer, direction, calls, output_error of a traced layer.
+
+    Returns:
+        The `GradientFlow`, every tensor on the CPU in float64.
+    """
+    check_metric(metric)
+    check_lyapunov_option(lyapunov)
+    check_seed(seed)
+    J = steps.jacobians  # (T, B, S, S)
+    w = steps.weights
+    S = J.shape[-1]
+    P = S if w is None else w.proj_size
+    # For an LSTM the hidden-state path is the (h, h) block of d(h_T, c_T)/d(h_k, c_k).
+    block = slice(0, P) if isinstance(w, LSTMWeights) else None
+    curve = _cpu(contribution_curve(J, metric, rows=block, cols=block).log10_norm)  # (B, T)
+    path = None
+    if steps.forget_gates is not None:  # diag(f_t): the products stay diagonal, O(T H)
+        path = _cpu(diagonal_curve(steps.forget_gates, metric).log10_norm)
+    judgement = theory.judge(curve.mean(dim=0), metric, P)
+    th = theory_of(w, J, metric)
+    spectrum = MatrixSpectrum(th.sigma_max, th.spectral_radius) if th.gamma else None
+    return GradientFlow(
+        cell=steps.cell,
+        activation=w.activation if isinstance(w, RNNWeights) else None,
+        metric=metric,
+        mode=steps.mode,
+        dtype=dtype_name(J.dtype),
+        hidden_size=w.hidden_size if w is not None else S,
+        proj_size=P,
+        state_size=S,
+        log10_norm=curve,
+        theory=th,
+        rate_per_step=judgement.rate_per_step,
+        verdict=judgement.verdict,
+        horizon=judgement.horizon,
+        lyapunov_max=top_exponent(J),
+        note=theory.write_note(judgement, th.gamma, spectrum, steps.cell),
+        cell_path_log10=path,
+        loss_grad_log10=None if loss_grad_log10 is None else _cpu(loss_grad_log10),
+        lyapunov=lyapunov_of(J, lyapunov, seed),
+        **provenance,
+    )
