@@ -14,7 +14,7 @@ References, all float64:
   S x S x S product per step.
 
 Both regimes of the internal block scan are exercised: 32-step blocks for small states (S = 3,
-or S = 40 with B = 1) and plain sequential steps for large ones (S = 40 with B = 2), with T not
+or S = 40 with B = 1) and plain sequential steps for large ones (S = 40 with B = 20), with T not
 a multiple of 32 as well as T = 1 and T beyond one flush of 256 stored products.
 """
 
@@ -76,9 +76,9 @@ PRODUCT_PROBLEMS = [
     pytest.param(300, 2, 3, None, None, 32, id="S3-T300-B2-two-flushes"),
     pytest.param(70, None, 3, slice(0, 2), slice(1, 3), 32, id="S3-T70-rows0:2-cols1:3"),
     pytest.param(50, None, 40, None, None, 32, id="S40-T50"),
-    pytest.param(33, 2, 40, None, None, 1, id="S40-T33-B2-sequential"),
-    pytest.param(33, 2, 40, slice(0, 20), slice(0, 20), 1, id="S40-T33-B2-block0:20"),
-    pytest.param(45, 2, 40, None, slice(20, 40), 1, id="S40-T45-B2-cols20:40"),
+    pytest.param(33, 20, 40, None, None, 1, id="S40-T33-B20-sequential"),
+    pytest.param(33, 20, 40, slice(0, 20), slice(0, 20), 1, id="S40-T33-B20-block0:20"),
+    pytest.param(45, 20, 40, None, slice(20, 40), 1, id="S40-T45-B20-cols20:40"),
 ]
 
 
@@ -244,7 +244,7 @@ def test_trajectory_curve_equals_autograd(
 PROFILE_PROBLEMS = [
     pytest.param(45, None, 5, id="S5-T45"),
     pytest.param(45, 2, 5, id="S5-T45-B2"),
-    pytest.param(37, 2, 40, id="S40-T37-B2-sequential"),
+    pytest.param(37, 20, 40, id="S40-T37-B20-sequential"),
 ]
 
 

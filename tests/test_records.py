@@ -46,7 +46,7 @@ def small_trace() -> TraceResult:
     torch.manual_seed(0)
     lstm = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True, dtype=F64)
     x = torch.randn(6, 2, 3, dtype=F64)
-    return gradtrace.trace(lstm, x, loss_fn=lambda y: y.pow(2).mean(), lyapunov=2)
+    return gradtrace.trace(lstm, x, loss_fn=lambda out: out[0].pow(2).mean(), lyapunov=2)
 
 
 BUILDERS: dict[str, Callable[[], Record]] = {

@@ -91,7 +91,7 @@ def test_loss_sensitivity_equals_autograd_for_a_fused_lstm() -> None:
     loss_fn = nn.MSELoss()
     leaf = x.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(loss_fn(model(leaf)[0], target), leaf)
-    profile = input_sensitivity(model, x, loss_fn=loss_fn, target=target)
+    profile = input_sensitivity(model, x, loss_fn=lambda out, y: loss_fn(out[0], y), target=target)
     assert profile.quantity == "dL/dx_k"
     torch.testing.assert_close(
         profile.log10_norm, torch.log10(grad.norm(dim=-1)).T, atol=ATOL, rtol=0
@@ -186,7 +186,7 @@ REFUSALS: dict[str, tuple[Callable[[], object], str]] = {
         "must be finite",
     ),
     "batch-mismatch": (
-        lambda: input_sensitivity(fused_lstm(), inputs(), output=lambda y: y[-1, :1]),
+        lambda: input_sensitivity(fused_lstm(), inputs(), output=lambda out: out[0][-1, :1]),
         r"y_T of shape \(B = 2, O\)",
     ),
     "step-changes-shape": (

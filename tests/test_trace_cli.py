@@ -209,7 +209,7 @@ REFUSALS: dict[str, tuple[list[str], str | tuple[str, ...]]] = {
     ),
     "no-recurrent-module": (
         ["--model", "tracecli_models:linear", "--shape", "4,1,3"],
-        "holds no nn.RNN, nn.LSTM or nn.GRU",
+        ("holds no nn.RNN, nn.LSTM, nn.GRU or recurrent cell", "`--sensitivity`"),
     ),
     "feature-size-mismatch": (
         ["--model", "tracecli_models:build", "--shape", "4,1,5", "--batch-first"],
@@ -218,7 +218,7 @@ REFUSALS: dict[str, tuple[list[str], str | tuple[str, ...]]] = {
     "bad-shape": (["--model", "tracecli_models:build", "--shape", "4,1"], "three positive"),
     "both-inputs": (
         ["--model", "tracecli_models:build", "--shape", "4,1,3", "--input", "x.npy"],
-        "exactly one of `--input FILE` and `--shape T,B,I`, got both",
+        "give `--input FILE` (once per argument) or `--shape T,B,I`, got both",
     ),
     "bad-lyapunov": (
         ["--model", "tracecli_models:build", "--shape", "4,1,3", "--lyapunov", "two"],

@@ -58,7 +58,7 @@ def lstm_trace() -> TraceResult:
     torch.manual_seed(0)
     lstm = nn.LSTM(3, 4, num_layers=2, bidirectional=True, dtype=DTYPE)
     x = torch.randn(7, 2, 3, dtype=DTYPE)
-    return trace(lstm, x, loss_fn=lambda y: y.pow(2).mean(), lyapunov=3)
+    return trace(lstm, x, loss_fn=lambda out: out[0].pow(2).mean(), lyapunov=3)
 
 
 def dead_relu_trace() -> TraceResult:

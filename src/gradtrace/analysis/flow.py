@@ -26,7 +26,8 @@ from gradtrace.cells import LSTMWeights, Replay, RNNWeights
 from gradtrace.core import theory
 from gradtrace.core.activations import get_activation
 from gradtrace.core.engine import check_metric, contribution_curve, diagonal_curve
-from gradtrace.core.lyapunov import lyapunov_spectrum, start_frame, top_exponent
+from gradtrace.core.factors import StepSource, as_source
+from gradtrace.core.lyapunov import source_spectrum, start_frame, top_exponent
 from gradtrace.errors import check, check_seed
 from gradtrace.io.devices import dtype_name
 from gradtrace.records.flow import GradientFlow, LyapunovSpectrum, MatrixSpectrum, Theory
@@ -39,14 +40,15 @@ class Steps:
     """Where the step Jacobians of one recurrence come from.
 
     Attributes:
-        jacobians: J_1..J_T, (T, B, S, S).
+        source: J_1..J_T: a (T, B, S, S) tensor, or a source that produces them a chunk at a
+            time (a cell's `Replay`), which every measurement streams.
         weights: The cell's weights, for the theory; None for a step function.
         cell: "rnn", "lstm", "gru" or "step".
         mode: "trajectory" or "checkpoint".
         forget_gates: LSTM only: f_t, (T, B, H), the cell path's diagonals.
     """
 
-    jacobians: Tensor
+    source: Tensor | StepSource
     weights: Any
     cell: str
     mode: str
@@ -54,9 +56,9 @@ class Steps:
 
     @classmethod
     def of(cls, run: Replay) -> Steps:
-        """The steps of a cell's replay (its Jacobians evaluated on its states)."""
+        """The steps of a cell's replay, streamed from its states."""
         mode = "trajectory" if run.final is not None else "checkpoint"
-        return cls(run.jacobians(), run.weights, run.cell.name, mode, run.cell_path())
+        return cls(run, run.weights, run.cell.name, mode, run.cell_path())
 
 
 def check_lyapunov_option(lyapunov: LyapunovOption) -> None:
@@ -66,7 +68,9 @@ def check_lyapunov_option(lyapunov: LyapunovOption) -> None:
     check(ok, f"`lyapunov` must be None, an integer K >= 1 or 'full', got {lyapunov!r}")
 
 
-def lyapunov_of(jacobians: Tensor, lyapunov: LyapunovOption, seed: int) -> LyapunovSpectrum | None:
+def lyapunov_of(
+    jacobians: Tensor | StepSource, lyapunov: LyapunovOption, seed: int
+) -> LyapunovSpectrum | None:
     """The top-K spectrum of each sequence, on the CPU in float64, from a seeded start frame.
 
     K >= 1 asks for the top K exponents of the full state (capped at its size S), "full" for
@@ -74,21 +78,21 @@ def lyapunov_of(jacobians: Tensor, lyapunov: LyapunovOption, seed: int) -> Lyapu
     gives the same estimate on any device.
 
     Args:
-        jacobians: J_1..J_T of B sequences, shape (T, B, S, S).
+        jacobians: J_1..J_T of B sequences, (T, B, S, S) or a step source.
     """
     if lyapunov is None:
         return None
-    S = jacobians.shape[-1]
+    source, _ = as_source(jacobians)
+    S = source.size
     K = S if lyapunov == "full" else min(int(lyapunov), S)
-    q0 = start_frame(S, K, seed).to(jacobians.device)
-    spectrum = lyapunov_spectrum(jacobians, K, q0=q0)
+    spectrum = source_spectrum(source, K, start_frame(S, K, seed))
     return LyapunovSpectrum(
         spectrum.exponents.to("cpu", torch.float64),
         spectrum.local_log_factors.to("cpu", torch.float64),
     )
 
 
-def theory_of(weights: Any, jacobians: Tensor, metric: str) -> Theory:
+def theory_of(weights: Any, jacobians: Tensor | StepSource, metric: str) -> Theory:
     """gamma, sigma_max and rho of each block, the eigenvalue criterion and the bound on c(k).
 
     A vanilla RNN's bound is (gamma sigma_max)^(T-k); any other cell's (and a step
@@ -96,7 +100,7 @@ def theory_of(weights: Any, jacobians: Tensor, metric: str) -> Theory:
 
     Args:
         weights: The cell's weights, or None.
-        jacobians: J_1..J_T, (T, B, S, S).
+        jacobians: J_1..J_T, (T, B, S, S) or a step source.
         metric: The metric of the curve.
     """
     blocks: dict[str, MatrixSpectrum] = {}
@@ -104,14 +108,15 @@ def theory_of(weights: Any, jacobians: Tensor, metric: str) -> Theory:
         blocks = {n: theory.matrix_spectrum(W) for n, W in weights.recurrent_blocks().items()}
     sigma = max((b.sigma_max for b in blocks.values()), default=math.nan)
     rho = max((b.spectral_radius for b in blocks.values()), default=math.nan)
-    T, S = jacobians.shape[0], jacobians.shape[-1]
+    source, _ = as_source(jacobians)
+    T, S = source.steps, source.size
     if isinstance(weights, RNNWeights):
         gamma = get_activation(weights.activation).gamma
         bound = theory.rnn_bound_log10(gamma, sigma, T, metric, S)
         prediction = theory.eigen_prediction(gamma, rho)
         return Theory(gamma, sigma, rho, prediction, "(gamma*sigma_max)^(T-k)", bound, blocks)
-    per_item = theory.norm_product_bound_log10(jacobians, metric).amax(dim=0)  # (T,)
-    label = theory.norm_product_bound_label(jacobians)
+    per_item = theory.norm_product_bound_log10(source, metric).amax(dim=0)  # (T,)
+    label = theory.norm_product_bound_label(source)
     return Theory(None, sigma, rho, None, label, per_item.to("cpu", torch.float64), blocks)
 
 
@@ -144,9 +149,9 @@ def assemble(
     check_metric(metric)
     check_lyapunov_option(lyapunov)
     check_seed(seed)
-    J = steps.jacobians  # (T, B, S, S)
+    J, _ = as_source(steps.source)  # streamed by every measurement below
     w = steps.weights
-    S = J.shape[-1]
+    S = J.size
     P = S if w is None else w.proj_size
     # For an LSTM the hidden-state path is the (h, h) block of d(h_T, c_T)/d(h_k, c_k).
     block = slice(0, P) if isinstance(w, LSTMWeights) else None

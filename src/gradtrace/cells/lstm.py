@@ -178,17 +178,21 @@ def lstm_step(w: LSTMWeights, x: Tensor, s: Tensor) -> Tensor:
     return torch.cat([h, fw.c], dim=-1)  # (B, P + H)
 
 
-def lstm_jacobian(w: LSTMWeights, x: Tensor, s: Tensor) -> Tensor:
-    """The full step Jacobian ds_t/ds_{t-1}, evaluated at (x_t, s_{t-1}).
+class LSTMBlocks(NamedTuple):
+    """The parts of one step Jacobian ds_t/ds_{t-1} of an LSTM, for B rows at once.
 
-    Args:
-        w: The LSTM's weights.
-        x: Input x_t, shape (B, I).
-        s: Previous state cat(h_{t-1}, c_{t-1}), shape (B, P + H).
+    J = [[hh, hc], [ch, diag(f)]] with hc = diag(e) without a projection and W_proj diag(e)
+    with one; hh (B, P, P), ch (B, H, P), e and f (B, H).
+    """
 
-    Returns:
-        The Jacobian with blocks [[dh/dh, dh/dc], [dc/dh, dc/dc]], shape (B, P + H, P + H);
-        exact up to the dtype's rounding.
+    hh: Tensor
+    ch: Tensor
+    e: Tensor
+    f: Tensor
+
+
+def lstm_blocks(w: LSTMWeights, x: Tensor, s: Tensor) -> LSTMBlocks:
+    """The blocks of the step Jacobian at (x_t, s_{t-1}); shapes as in `lstm_jacobian`.
 
     Raises:
         GradtraceError: if `x` or `s` has the wrong shape, dtype or device.
@@ -206,14 +210,93 @@ def lstm_jacobian(w: LSTMWeights, x: Tensor, s: Tensor) -> Tensor:
     dm_dz_o = tanh_c * fw.o * (1 - fw.o)  # (B, H)
     dm_dh = dm_dz_o.unsqueeze(-1) * W_gates[3] + dm_dc.unsqueeze(-1) * dc_dh  # (B, H, P)
     dm_dc_prev = dm_dc * fw.f  # (B, H): diagonal, through c_t = f_t * c_{t-1} + ...
-    if w.W_proj is None:
-        dh_dh, dh_dc = dm_dh, torch.diag_embed(dm_dc_prev)  # (B, H, H), (B, H, H)
-    else:
-        dh_dh = w.W_proj @ dm_dh  # (B, P, P)
-        dh_dc = w.W_proj * dm_dc_prev.unsqueeze(-2)  # (B, P, H): W_proj diag(dm_dc_prev)
-    top = torch.cat([dh_dh, dh_dc], dim=-1)  # (B, P, P + H)
-    bottom = torch.cat([dc_dh, torch.diag_embed(fw.f)], dim=-1)  # (B, H, P + H)
-    return torch.cat([top, bottom], dim=-2)  # (B, P + H, P + H)
+    dh_dh = dm_dh if w.W_proj is None else w.W_proj @ dm_dh  # (B, P, P)
+    return LSTMBlocks(dh_dh, dc_dh, dm_dc_prev, fw.f)
+
+
+def _assemble(blocks: LSTMBlocks, W_proj: Tensor | None) -> Tensor:
+    """The dense Jacobian (..., P + H, P + H) from its blocks."""
+    # dh_t/dc_{t-1}: diag(e) (H, H), or W_proj diag(e) (P, H) with a projection.
+    dh_dc = torch.diag_embed(blocks.e) if W_proj is None else W_proj * blocks.e.unsqueeze(-2)
+    top = torch.cat([blocks.hh, dh_dc], dim=-1)  # (..., P, P + H)
+    bottom = torch.cat([blocks.ch, torch.diag_embed(blocks.f)], dim=-1)  # (..., H, P + H)
+    return torch.cat([top, bottom], dim=-2)
+
+
+def lstm_jacobian(w: LSTMWeights, x: Tensor, s: Tensor) -> Tensor:
+    """The full step Jacobian ds_t/ds_{t-1}, evaluated at (x_t, s_{t-1}).
+
+    Args:
+        w: The LSTM's weights.
+        x: Input x_t, shape (B, I).
+        s: Previous state cat(h_{t-1}, c_{t-1}), shape (B, P + H).
+
+    Returns:
+        The Jacobian with blocks [[dh/dh, dh/dc], [dc/dh, dc/dc]], shape (B, P + H, P + H);
+        exact up to the dtype's rounding.
+
+    Raises:
+        GradtraceError: if `x` or `s` has the wrong shape, dtype or device.
+    """
+    return _assemble(lstm_blocks(w, x, s), w.W_proj)
+
+
+@dataclass(frozen=True, eq=False)
+class LSTMFactors:
+    """The step Jacobians of n steps applied from their blocks (`gradtrace.core.factors`):
+    P J costs two (R, H) x (H, P) products per sequence instead of one (R, S) x (S, S), and
+    no (B, S, S) tensor is formed. Blocks are (n, B, ...)."""
+
+    blocks: LSTMBlocks
+    W_proj: Tensor | None
+
+    @property
+    def steps(self) -> int:
+        return int(self.blocks.f.shape[0])
+
+    def left(self, i: int, P: Tensor, out: Tensor | None = None) -> Tensor:
+        hh, ch, e, f = (b[i] for b in self.blocks)
+        p = hh.shape[-1]
+        Ph, Pc = P[..., :p], P[..., p:]  # (B, R, P), (B, R, H)
+        out = torch.empty_like(P) if out is None else out
+        torch.bmm(Ph, hh, out=out[..., :p])
+        out[..., :p].baddbmm_(Pc, ch)  # Ph hh + Pc ch
+        if self.W_proj is None:
+            torch.addcmul(Pc * f.unsqueeze(1), Ph, e.unsqueeze(1), out=out[..., p:])
+        else:
+            torch.addcmul(Pc * f.unsqueeze(1), Ph @ self.W_proj, e.unsqueeze(1), out=out[..., p:])
+        return out
+
+    def right(self, i: int, V: Tensor) -> Tensor:
+        hh, ch, e, f = (b[i] for b in self.blocks)
+        p = hh.shape[-1]
+        Vh, Vc = V[:, :p], V[:, p:]  # (B, P, K), (B, H, K)
+        ec = e.unsqueeze(-1) * Vc  # (B, H, K): diag(e) Vc
+        top = hh @ Vh + (ec if self.W_proj is None else self.W_proj @ ec)
+        return torch.cat([top, ch @ Vh + f.unsqueeze(-1) * Vc], dim=1)
+
+    def dense(self) -> Tensor:
+        return _assemble(self.blocks, self.W_proj)
+
+    def norm_bound(self) -> Tensor:
+        """||J_t||_F >= ||J_t||_2 from the blocks, (n, B)."""
+        hh, ch, e, f = (b.to(torch.float64) for b in self.blocks)
+        squares = hh.pow(2).sum((-2, -1)) + ch.pow(2).sum((-2, -1)) + f.pow(2).sum(-1)
+        if self.W_proj is None:
+            squares = squares + e.pow(2).sum(-1)
+        else:  # ||W_proj diag(e)||_F^2 = sum_j e_j^2 ||column j of W_proj||^2
+            squares = squares + e.pow(2) @ self.W_proj.to(torch.float64).pow(2).sum(0)
+        return squares.sqrt()
+
+    norm_label = "||J_t||_F"
+
+
+def lstm_factors(w: LSTMWeights, x: Tensor, s: Tensor, steps: int) -> LSTMFactors:
+    """The factors of `steps` steps from their rows x (steps B, I) and s (steps B, S)."""
+    blocks = lstm_blocks(w, x, s)
+    n, B = steps, x.shape[0] // steps
+    shaped = LSTMBlocks(*(b.reshape(n, B, *b.shape[1:]) for b in blocks))
+    return LSTMFactors(shaped, w.W_proj)
 
 
 def lstm_forget_gate(w: LSTMWeights, x: Tensor, s: Tensor) -> Tensor:

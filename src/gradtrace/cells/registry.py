@@ -12,11 +12,19 @@ from typing import Any
 from torch import Tensor
 
 from gradtrace.cells.gru import GRUWeights, gru_jacobian, gru_step
-from gradtrace.cells.lstm import LSTMWeights, lstm_forget_gate, lstm_jacobian, lstm_step
-from gradtrace.cells.rnn import RNNWeights, rnn_jacobian, rnn_step
+from gradtrace.cells.lstm import (
+    LSTMWeights,
+    lstm_factors,
+    lstm_forget_gate,
+    lstm_jacobian,
+    lstm_step,
+)
+from gradtrace.cells.rnn import RNNWeights, rnn_factors, rnn_jacobian, rnn_step
+from gradtrace.core.factors import DenseFactors, Factors
 from gradtrace.errors import GradtraceError
 
 StepFn = Callable[[Any, Tensor, Tensor], Tensor]
+FactorsFn = Callable[[Any, Tensor, Tensor, int], Factors]
 Weights = RNNWeights | LSTMWeights | GRUWeights
 
 
@@ -31,6 +39,8 @@ class Cell:
         weights: The weights dataclass.
         gates: How many gate blocks W_hh stacks (1, 4 or 3).
         cell_path: LSTM only: (weights, x, s) -> f_t (B, H), the cell path's diagonal.
+        structured: (weights, x (n B, I), s (n B, S), n) -> the Jacobians of n steps applied
+            from their parts (`gradtrace.core.factors`), or None for explicit Jacobians.
     """
 
     name: str
@@ -39,15 +49,23 @@ class Cell:
     weights: type
     gates: int
     cell_path: StepFn | None = None
+    structured: FactorsFn | None = None
 
     def state_size(self, weights: Any) -> int:
         """S for these weights."""
         return int(weights.state_size)
 
+    def factors(self, weights: Any, x: Tensor, s: Tensor, steps: int) -> Factors:
+        """The step Jacobians of `steps` steps from their rows x (n B, I) and s (n B, S)."""
+        if self.structured is not None:
+            return self.structured(weights, x, s, steps)
+        J = self.jacobian(weights, x, s)  # (n B, S, S)
+        return DenseFactors(J.reshape(steps, -1, *J.shape[1:]))
+
 
 CELLS: dict[str, Cell] = {
-    "rnn": Cell("rnn", rnn_step, rnn_jacobian, RNNWeights, 1),
-    "lstm": Cell("lstm", lstm_step, lstm_jacobian, LSTMWeights, 4, lstm_forget_gate),
+    "rnn": Cell("rnn", rnn_step, rnn_jacobian, RNNWeights, 1, structured=rnn_factors),
+    "lstm": Cell("lstm", lstm_step, lstm_jacobian, LSTMWeights, 4, lstm_forget_gate, lstm_factors),
     "gru": Cell("gru", gru_step, gru_jacobian, GRUWeights, 3),
 }
 

@@ -3,7 +3,9 @@
 For s_t = step(x_t, s_{t-1}) the chain rule gives ds_T/ds_k = J_T J_{T-1} ... J_{k+1} with
 J_t = ds_t/ds_{t-1} evaluated at (x_t, s_{t-1}). A `Replay` holds what every step read and
 started from; its step Jacobians come from the cell's analytic formula on demand, a chunk of
-steps per batched call, so that a caller can stream them instead of holding all T of them. The
+steps per batched call, so that a caller can stream them instead of holding all T of them: a
+replay is a step source of `gradtrace.core.factors` (`factors(start, stop)`), and the engine
+sweeps it directly. The
 products are left to the core's engine. This is the one replay: `gradtrace curve`, `analyse`
 and every traced layer of `gradtrace.trace` go through it.
 
@@ -27,6 +29,7 @@ import torch
 from torch import Tensor
 
 from gradtrace.cells._checks import check_finite, check_tensor
+from gradtrace.core.factors import Factors
 from gradtrace.errors import check
 
 if TYPE_CHECKING:
@@ -70,6 +73,23 @@ class Replay:
     def size(self) -> int:
         """S."""
         return int(self.starts.shape[2])
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.starts.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.starts.device
+
+    def factors(self, start: int, stop: int) -> Factors:
+        """The step Jacobians J_{start+1}..J_{stop} as `gradtrace.core.factors.Factors`: how
+        the engine streams a replay, a chunk at a time, never all T at once."""
+        stop = self._range(start, stop)
+        n, B, S = stop - start, self.batch, self.size
+        x = self.inputs[start:stop].reshape(n * B, -1)
+        s = self.starts[start:stop].reshape(n * B, S)
+        return self.cell.factors(self.weights, x, s, n)
 
     @property
     def states(self) -> Tensor:
@@ -167,10 +187,11 @@ def replay(cell: Cell, weights: Any, x: Tensor, s0: Tensor) -> Replay:
     _check_inputs(cell, weights, x, s0, "s0")
     steps = [s0]
     for x_t in x:  # (B, I): the recurrence itself is sequential
-        steps.append(cell.step(weights, x_t, steps[-1]))  # (B, S)
+        steps.append(cell.step(weights, x_t, steps[-1]))  # (B, S), in the graph if enabled
     detached = torch.stack([s.detach() for s in steps])  # (T + 1, B, S)
-    graph = tuple(steps) if torch.is_grad_enabled() else None
-    return Replay(cell, weights, x.detach(), detached[:-1], detached[-1], graph)
+    if not torch.is_grad_enabled():
+        return Replay(cell, weights, x.detach(), detached[:-1], detached[-1])
+    return Replay(cell, weights, x.detach(), detached[:-1], detached[-1], tuple(steps))
 
 
 def checkpoint(cell: Cell, weights: Any, x: Tensor, states: Tensor) -> Replay:

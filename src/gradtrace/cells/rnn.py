@@ -131,3 +131,39 @@ def rnn_jacobian(w: RNNWeights, x: Tensor, h: Tensor) -> Tensor:
     slope = get_activation(w.activation).derivative(rnn_preactivation(w, x, h))  # (B, H)
     # diag(d) W scales row i of W by d_i.
     return slope.unsqueeze(-1) * w.W_hh  # (B, H, H)
+
+
+@dataclass(frozen=True, eq=False)
+class RNNFactors:
+    """The step Jacobians diag(d_t) W_hh of n steps applied without forming them
+    (`gradtrace.core.factors`): P J = (P diag(d)) W_hh is one product with the shared W_hh,
+    no (B, H, H) tensor per step. d is (n, B, H)."""
+
+    d: Tensor
+    W_hh: Tensor
+
+    @property
+    def steps(self) -> int:
+        return int(self.d.shape[0])
+
+    def left(self, i: int, P: Tensor, out: Tensor | None = None) -> Tensor:
+        return torch.matmul(P * self.d[i].unsqueeze(1), self.W_hh, out=out)  # (B, R, H)
+
+    def right(self, i: int, V: Tensor) -> Tensor:
+        return self.d[i].unsqueeze(-1) * (self.W_hh @ V)  # (B, H, K)
+
+    def dense(self) -> Tensor:
+        return self.d.unsqueeze(-1) * self.W_hh  # (n, B, H, H)
+
+    def norm_bound(self) -> Tensor:
+        """||diag(d) W_hh||_F >= ||J_t||_2, from d and the row norms of W_hh, (n, B)."""
+        rows = self.W_hh.to(torch.float64).pow(2).sum(-1)  # (H,)
+        return (self.d.to(torch.float64).pow(2) @ rows).sqrt()
+
+    norm_label = "||J_t||_F"
+
+
+def rnn_factors(w: RNNWeights, x: Tensor, h: Tensor, steps: int) -> RNNFactors:
+    """The factors of `steps` steps from their rows x (steps B, I) and h (steps B, H)."""
+    slope = get_activation(w.activation).derivative(rnn_preactivation(w, x, h))  # (n B, H)
+    return RNNFactors(slope.reshape(steps, -1, w.hidden_size), w.W_hh)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -12,13 +12,26 @@ from gradtrace.errors import GradtraceError, check, check_seed
 
 if TYPE_CHECKING:
     import torch
+    from torch import nn
 
 MODEL_HELP = (
     "A TorchScript file (a bare nn.RNN/LSTM/GRU), a torch.save'd module (loaded with "
     "torch.load(weights_only=False), which runs code from the file: load only files you "
     "trust), or package.module:factory, a callable that returns the model."
 )
-FLAGS = {"trace": {"inputs": "--input", "input": "--input", "path": "--input"}}
+FLAGS = {
+    "trace": {
+        "inputs": "--input",
+        "input": "--input",
+        "args": "--input",
+        "path": "--input",
+        "input_sensitivity": "--sensitivity",
+        "loss_fn": "--loss",
+        "target": "--target",
+        "mode": "--mode",
+        "units": "--units",
+    }
+}
 
 
 def _random_input(shape: str, batch_first: bool, like: torch.Tensor, seed: int) -> torch.Tensor:
@@ -47,19 +60,95 @@ def _parse_lyapunov(value: str | None) -> int | str | None:
     return int(value)
 
 
+def _parse_units(value: str | None) -> list[int] | None:
+    if value is None:
+        return None
+    parts = [p.strip() for p in value.split(",")]
+    check(
+        all(p.lstrip("-").isdigit() for p in parts),
+        f"`--units` must be output units as integers, e.g. 0,5,17, got {value!r}",
+    )
+    return [int(p) for p in parts]
+
+
+def _on(value: Any, like: torch.Tensor) -> Any:
+    """A loaded argument on the model's device, floats in its dtype (tuples item by item)."""
+    if isinstance(value, tuple):
+        return tuple(_on(v, like) for v in value)
+    return value.to(like.device, like.dtype if value.is_floating_point() else value.dtype)
+
+
+def _init_hidden(net: nn.Module, first: torch.Tensor, batch_first: bool) -> Any:
+    """model.init_hidden(B) (or initHidden()), as the pytorch/examples models provide."""
+    import inspect
+
+    method = getattr(net, "init_hidden", None) or getattr(net, "initHidden", None)
+    check(
+        callable(method),
+        f"`--init-hidden` needs a model with an init_hidden method, and "
+        f"{type(net).__name__} has none; pass the state with a second `--input` instead",
+    )
+    assert callable(method)  # for the type checker
+    takes_batch = bool(inspect.signature(method).parameters)
+    batch = int(first.shape[0 if batch_first else 1]) if first.ndim >= 2 else 1
+    return method(batch) if takes_batch else method()
+
+
+def _loss(spec: str | None) -> Any:
+    if spec is None:
+        return None
+    if ":" in spec:
+        from gradtrace.io.models import import_callable
+
+        return import_callable(spec, "loss")
+    from gradtrace.tracing.losses import named_loss
+
+    return named_loss(spec)
+
+
 def trace_command(
     model: Annotated[str, typer.Option("--model", help=MODEL_HELP)],
-    input_file: Annotated[
-        Path | None,
-        typer.Option("--input", help="The model's input as a .npy or .pt tensor."),
+    input_files: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--input",
+            help="An argument of the model's forward, in order, as a .npy or .pt file (a .pt "
+            "may hold a tuple, such as an LSTM's (h, c)); repeat for forward(input, hidden).",
+        ),
     ] = None,
     shape: Annotated[
         str | None,
         typer.Option(help="Random standard-normal input T,B,I instead of --input."),
     ] = None,
-    batch_first: Annotated[
-        bool, typer.Option("--batch-first", help="Draw the random input as (B, T, I).")
+    init_hidden: Annotated[
+        bool,
+        typer.Option(
+            "--init-hidden",
+            help="Pass model.init_hidden(B) as the last argument (pytorch/examples models).",
+        ),
     ] = False,
+    batch_first: Annotated[
+        bool,
+        typer.Option("--batch-first", help="The input is (B, T, ...) rather than (T, B, ...)."),
+    ] = False,
+    loss: Annotated[
+        str | None,
+        typer.Option(
+            help="Also measure ||dL/dh_k||: mean-square, sum, cross-entropy (of the output's "
+            "first tensor) or package.module:function, called with the whole output.",
+        ),
+    ] = None,
+    target: Annotated[
+        Path | None,
+        typer.Option(help="The loss's target, a .npy or .pt file."),
+    ] = None,
+    mode: Annotated[
+        str,
+        typer.Option(
+            help="model: trace in the mode the model is in; train (dropout as in training, "
+            "seeded masks) or eval: switch it for the trace only.",
+        ),
+    ] = "model",
     module: Annotated[
         str | None,
         typer.Option(help="Trace only this recurrent submodule (dotted path)."),
@@ -69,7 +158,9 @@ def trace_command(
         str | None,
         typer.Option(help="Also the top K Lyapunov exponents per layer (K or 'full')."),
     ] = None,
-    seed: Annotated[int, typer.Option(help="Seed of the random input and Lyapunov start.")] = 0,
+    seed: Annotated[
+        int, typer.Option(help="Seed of the random input, dropout masks and Lyapunov start.")
+    ] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
     sensitivity: Annotated[
         bool,
@@ -79,40 +170,66 @@ def trace_command(
             "sequence model, recurrent or not (a Transformer, a temporal convolution).",
         ),
     ] = False,
+    units: Annotated[
+        str | None,
+        typer.Option(help="With --sensitivity: only these output units, e.g. 0,5,17."),
+    ] = None,
     as_json: Json = False,
     plot: Plot = None,
 ) -> None:
-    """Trace gradient flow through time in every nn.RNN/LSTM/GRU of a model.
+    """Trace gradient flow through time in every recurrent layer of a model, called as its
+    forward takes it.
 
-    Each layer is re-executed from its own weights: c(k) = ||dh_T/dh_k|| per layer, exactly.
+    Each nn.RNN/LSTM/GRU and each loop over an nn.RNNCell/LSTMCell/GRUCell is re-executed from
+    its own weights: c(k) = ||dh_T/dh_k|| per layer, exactly, and ||dL/dh_k|| with a loss.
     With --sensitivity, any sequence model's ||dy_T/dx_k|| for every input step k instead.
 
-    Example: gradtrace trace --model mypkg.models:build --shape 200,8,32 --plot trace.png
+    Example: gradtrace trace --model mypkg.models:build --input tokens.pt --init-hidden
+    --loss cross-entropy --target next.pt --mode train --plot trace.png
     """
     check_plot(plot)
+    files = list(input_files or [])
     check(
-        (input_file is None) != (shape is None),
-        "give exactly one of `--input FILE` and `--shape T,B,I`, got "
-        + ("both" if input_file is not None else "neither"),
+        bool(files) != (shape is not None),
+        "give `--input FILE` (once per argument) or `--shape T,B,I`, got "
+        + ("both" if files else "neither"),
     )
     import torch
 
-    from gradtrace.io.arrays import load_tensor
+    from gradtrace.io.arrays import load_argument, load_tensor
     from gradtrace.io.devices import choose_device
     from gradtrace.io.models import load_model
     from gradtrace.tracing import input_sensitivity, trace
 
+    loss_fn = _loss(loss)
+    check(target is None or loss_fn is not None, "`--target` needs a `--loss` to be the target of")
     net = load_model(model).to(choose_device(device))
     first = next((p for p in net.parameters() if p.is_floating_point()), None)
     like = (first if first is not None else torch.empty(0)).detach()
-    if input_file is not None:
-        x = load_tensor(input_file, "input")
-        x = x.to(like.device, like.dtype if x.is_floating_point() else x.dtype)
+    if files:
+        args = [_on(load_argument(path, "input"), like) for path in files]
     else:
         assert shape is not None  # exactly one source was checked above
-        x = _random_input(shape, batch_first, like, seed)
+        args = [_random_input(shape, batch_first, like, seed)]
+    check(
+        isinstance(args[0], torch.Tensor),
+        "`--input` must hold a tensor for the first argument, got a tuple",
+    )
+    if init_hidden:
+        args.append(_init_hidden(net, args[0], batch_first))
+    y = None if target is None else load_tensor(target, "target").to(like.device)
+    if y is not None and y.is_floating_point():
+        y = y.to(like.dtype)
     if sensitivity:
-        profile = input_sensitivity(net, x, batch_first=batch_first, metric=metric)
+        profile = input_sensitivity(
+            net,
+            *args,
+            loss_fn=loss_fn,
+            target=y,
+            batch_first=batch_first,
+            units=_parse_units(units),
+            metric=metric,
+        )
         mean = profile.log10_norm.mean(dim=0)
         finish(
             profile,
@@ -124,16 +241,26 @@ def trace_command(
             ),
         )
         return
+    check(units is None, "`--units` applies to `--sensitivity` only")
     k = _parse_lyapunov(lyapunov)
-    result = trace(net, x, module=module, metric=metric, lyapunov=k, seed=seed)
-    finish(
-        result,
-        as_json=as_json,
-        plot=plot,
-        summary=lambda: "\n".join(
-            f"{rec.label}: {rec.verdict}, {rec.rate_per_step:+.4g} decades/step, "
-            f"memory horizon {rec.horizon} of {rec.steps} steps, "
-            f"top Lyapunov exponent {rec.lyapunov_max:+.4g}/step"
-            for rec in result.layers
-        ),
-    )
+    result = trace(
+        net, *args, module=module, loss_fn=loss_fn, target=y, metric=metric, lyapunov=k,
+        seed=seed, mode=mode,
+    )  # fmt: skip
+    finish(result, as_json=as_json, plot=plot, summary=lambda: _summary(result))
+
+
+def _summary(result: Any) -> str:
+    """One line per traced layer, then the mode, the dropout seed and the loss."""
+    lines = [
+        f"{rec.label}: {rec.verdict}, {rec.rate_per_step:+.4g} decades/step, "
+        f"memory horizon {rec.horizon} of {rec.steps} steps, "
+        f"top Lyapunov exponent {rec.lyapunov_max:+.4g}/step"
+        for rec in result.layers
+    ]
+    tail = f"{result.mode} mode"
+    if result.dropout_seed is not None:
+        tail += f", dropout masks seeded {result.dropout_seed}"
+    if result.loss is not None:
+        tail += f", loss {result.loss:.6g}"
+    return "\n".join([*lines, tail])

@@ -7,23 +7,36 @@ the chain rule gives
 
 and the contribution curve is c(k) = metric(ds_T/ds_k). The sweep keeps P_k = ds_T/ds_k and
 extends it by one right-multiplication per step, P_{k-1} = P_k J_k, so all T products cost
-O(T S^3) rather than O(T^2 S^3) for recomputing each product from scratch.
+O(T S^3) rather than O(T^2 S^3). When only some rows of the product are measured (the h rows of
+an LSTM's (h, c) state) only those R rows are carried: P_k[rows] J_k = (P_k J_k)[rows].
 
-Numerics: after every step P_k is divided by its largest absolute entry and the logarithm of
-that factor is added to a float64 running scale. The stored matrix therefore always has entries
-in [-1, 1], and log10 c(k) = scale_k / ln 10 + log10 metric(P_k / scale). Products of 100,000
-steps neither underflow nor overflow, in float32 or float64. The precision of log10 c(k) is that
-of one matrix product in the Jacobians' dtype (about 1e-6 relative per step in float32, 1e-15 in
+Streaming: the Jacobians come from a source a chunk of steps at a time (`gradtrace.core
+.factors`), newest first, and are dropped after use; memory is one chunk plus the carried
+product, whatever T is.
+
+Numerics: after every step each product is divided by its largest absolute entry and the
+logarithm of that factor is added to a float64 running scale, so stored entries stay in
+[-1, 1] and log10 c(k) = scale_k / ln 10 + log10 metric(P_k / scale). Products of 100,000 steps
+neither underflow nor overflow, in float32 or float64. The precision of log10 c(k) is that of
+one matrix product in the Jacobians' dtype (about 1e-6 relative per step in float32, 1e-15 in
 float64), accumulated additively over the steps; an exactly zero product gives -inf.
 
-The loss-gradient profile (`gradtrace.core.gradient_profile`) is the same sweep applied to a
-vector: g_{k-1} = J_k^T g_k with g_T = dL/ds_T, which costs O(T S^2).
+Two regimes, by the entries of one step's Jacobians, B S^2:
 
-Small states: when B S^3 <= 48^3 the per-step cost is Python's overhead, not arithmetic, so
-steps are grouped into blocks of 32 whose suffix products come from a parallel (Hillis-Steele)
-scan, log2(32) batched products over all steps, then T/32 sequential steps. Both sweeps then do
-O(T S^3 log 32) arithmetic, which at that size is far below the overhead it saves; larger
-states use the plain sweep and its stated cost.
+    sequential   (at least `SCAN_WORK`) one batched product per step into a preallocated
+                 buffer and one reduction for its largest entry; on the CPU the product is
+                 rescaled only when that entry leaves [2^-200, 2^200] ([2^-20, 2^20] in
+                 float32), so nothing else touches it
+    blocked      (below it) Python's per-step overhead would dominate: the steps of a chunk
+                 are grouped into blocks of `BLOCK` steps whose suffix products X_m ... X_i
+                 are built for all blocks at once (one batched product per position in the
+                 block), then the carried product meets each block in one wide product
+                 P (S x S) [R_{m-1} | ... | R_0] (S x m S). That is about twice the
+                 arithmetic in about 2 sqrt(T) Python steps instead of T, and a wide product
+                 runs at up to twice the rate of a small square one.
+
+The loss-gradient profile (`gradtrace.core.gradient_profile`) is the same sweep applied to a
+vector, g_{k-1} = J_k^T g_k with g_T = dL/ds_T.
 """
 
 from __future__ import annotations
@@ -35,10 +48,45 @@ import torch
 from torch import Tensor
 
 from gradtrace.budgets import Work
+from gradtrace.core.factors import (
+    CHUNK_BYTES,
+    Factors,
+    StepSource,
+    as_source,
+    check_jacobians,
+    chunk_steps,
+    chunks_backward,
+)
+from gradtrace.core.spectral import (
+    METRICS,
+    certified_spectral,
+    check_metric,
+    matrix_metric,
+    matrix_values,
+    top_subspace,
+)
 from gradtrace.errors import check
 
-METRICS = ("spectral", "frobenius", "maxabs")
-_CHUNK = 256  # products stored before their metric is taken in one batched call
+__all__ = [
+    "METRICS",
+    "ContributionCurve",
+    "Sweep",
+    "block_size",
+    "block_suffix",
+    "check_jacobians",
+    "check_metric",
+    "contribution_curve",
+    "diagonal_curve",
+    "matrix_metric",
+    "refuse_non_finite",
+    "suffix_sum",
+    "sweep_work",
+]
+
+SCAN_WORK = 2**12  # entries of one step's Jacobians below which steps are combined in blocks
+BLOCK = 32  # steps per block in the blocked regime
+SUBSPACE = 16  # rows carried for the spectral norm's Rayleigh-Ritz (see core.spectral)
+CARRY_CHUNK = 64  # steps between refreshes of the carried subspace
 _LN10 = math.log(10.0)
 
 
@@ -64,50 +112,6 @@ class ContributionCurve:
         return torch.arange(self.steps)
 
 
-def sweep_work(steps: int, batch: int, size: int, metric: str, itemsize: int = 8) -> Work:
-    """The estimated cost of `contribution_curve` on (T, B, S, S) Jacobians, for budgets.
-
-    The Jacobians themselves, the block scan's copies of them for small states, one matrix
-    product per step (log2 32 more inside blocks), and the spectral metric's Gram eigenvalues.
-    """
-    T, B, S = steps, batch, size
-    m = block_size(B, S)
-    scan = 1 + math.log2(m) if m > 1 else 1.0
-    flops = 2.0 * T * B * S**3 * scan + (10.0 * T * B * S**3 if metric == "spectral" else 0.0)
-    memory = itemsize * T * B * S * S * (3.0 if m > 1 else 1.2)
-    return Work(memory=memory, flops=flops, steps=T / m + T / _chunk(S))
-
-
-def check_jacobians(jacobians: Tensor, name: str = "jacobians") -> Tensor:
-    """Validate the shape of step Jacobians and return them as (T, B, S, S).
-
-    Finiteness is checked on the results instead (`_refuse_non_finite`): a NaN or Inf entry
-    always turns the sweep's output NaN, and a separate pass over (T, B, S, S) would cost as
-    much memory traffic as the sweep itself.
-
-    Raises:
-        GradtraceError: on a wrong number of dimensions, non-square blocks or T = 0.
-    """
-    check(
-        isinstance(jacobians, Tensor),
-        f"`{name}` must be a torch.Tensor, got {type(jacobians).__name__}",
-    )
-    check(
-        jacobians.ndim in (3, 4),
-        f"`{name}` must have shape (T, S, S) or (T, B, S, S), got shape {tuple(jacobians.shape)}",
-    )
-    check(
-        jacobians.shape[-1] == jacobians.shape[-2],
-        f"`{name}` must hold square S x S matrices, got shape {tuple(jacobians.shape)}",
-    )
-    check(jacobians.shape[0] >= 1, f"`{name}` must hold at least one step (T >= 1), got T = 0")
-    check(
-        jacobians.is_floating_point(),
-        f"`{name}` must be a floating-point tensor, got dtype {jacobians.dtype}",
-    )
-    return jacobians if jacobians.ndim == 4 else jacobians.unsqueeze(1)  # (T, B, S, S)
-
-
 def suffix_sum(values: Tensor) -> Tensor:
     """Reverse cumulative sum along dim 0: out[k] = values[k] + values[k+1] + ... + values[T-1].
 
@@ -117,103 +121,290 @@ def suffix_sum(values: Tensor) -> Tensor:
     return torch.flip(torch.cumsum(torch.flip(values, [0]), 0), [0])
 
 
-def refuse_non_finite(result: Tensor, jacobians: Tensor, name: str = "jacobians") -> None:
+def refuse_non_finite(result: Tensor, name: str = "jacobians") -> None:
     """Raise if `result` shows what only non-finite Jacobians produce (NaN or +inf).
 
     With finite Jacobians every renormalised quantity is finite, or -inf for an exactly zero
-    product, so only then is the full pass over the Jacobians paid for, to name the count.
+    product, so a NaN or +inf in the result means a NaN or Inf entry went in.
     """
-    if bool(torch.isnan(result).any() or (result == math.inf).any()):
-        bad = int((~torch.isfinite(jacobians)).sum())
-        check(bad == 0, f"`{name}` must be finite, got {bad} NaN/Inf entries")
-
-
-def check_metric(metric: str) -> None:
-    """Raise `GradtraceError` unless `metric` is one of `METRICS`."""
-    check(metric in METRICS, f"`metric` must be one of {', '.join(METRICS)}, got {metric!r}")
-
-
-def matrix_metric(matrices: Tensor, metric: str) -> Tensor:
-    """metric of each matrix of a (..., R, C) stack, float64 of shape (...), any magnitude.
-
-    Each matrix is divided by its largest entry first, so the squares inside the spectral and
-    Frobenius norms neither under- nor overflow.
-    """
-    check_metric(metric)
-    scaled, log_peak = normalise(matrices)
-    return _metric(scaled, metric) * torch.exp(log_peak)
-
-
-def _chunk(size: int) -> int:
-    """Products measured in one batched metric call: fewer the larger each product is."""
-    return max(1, min(_CHUNK, 2**16 // size**2))
-
-
-def _metric(products: Tensor, metric: str) -> Tensor:
-    """metric of each matrix in a (..., R, C) stack, as float64 of shape (...).
-
-    The spectral norm is the square root of the largest eigenvalue of the smaller Gram matrix:
-    about twice as fast as an SVD, and as accurate for the largest singular value (relative
-    error of order the dtype's epsilon, since the products are normalised to entries <= 1).
-    """
-    if metric == "maxabs":
-        value = products.abs().amax(dim=(-2, -1))
-    elif metric == "frobenius":
-        value = torch.linalg.matrix_norm(products, ord="fro")
-    else:
-        wide = products.shape[-1] > products.shape[-2]
-        gram = products @ products.mT if wide else products.mT @ products  # (..., R, R) or C, C
-        value = torch.linalg.eigvalsh(gram)[..., -1].clamp(min=0).sqrt()
-    return value.to(torch.float64)
-
-
-def normalise(products: Tensor) -> tuple[Tensor, Tensor]:
-    """Divide each matrix of (..., S, S) by its largest |entry|; return it and ln(that entry)."""
-    peak = torch.linalg.vector_norm(products, ord=math.inf, dim=(-2, -1))  # (...): max |entry|
-    scaled = products / torch.where(peak > 0, peak, 1).unsqueeze(-1).unsqueeze(-1)
-    return scaled, torch.log(peak.to(torch.float64))
+    check(
+        not bool(torch.isnan(result).any() or (result == math.inf).any()),
+        f"`{name}` must be finite, got NaN/Inf entries",
+    )
 
 
 def block_size(batch: int, size: int) -> int:
-    """Steps combined per block: 1 (a plain sequential sweep) once matrix products dominate.
+    """Steps combined per block: `BLOCK` while one step's (B, S, S) Jacobians are small, else 1.
 
-    For small states the sweep's cost is Python's per-step overhead, not arithmetic, so the
-    steps are grouped into blocks whose suffix products come from a parallel scan: log2(m)
-    batched products over all T steps, then T/m sequential steps instead of T.
+    The blocked regime makes several passes over a chunk's Jacobians (its block products are
+    as large), which pays only while they stay in cache and Python's per-step overhead would
+    dominate: B S^2 below `SCAN_WORK` entries.
     """
-    return 1 if batch * size**3 > 48**3 else 32
+    return BLOCK if batch * size**2 < SCAN_WORK else 1
 
 
-def block_suffix_products(J: Tensor, m: int) -> tuple[Tensor, Tensor, int]:
-    """Suffix products inside blocks of m steps, by a Hillis-Steele scan.
+def sweep_work(steps: int, batch: int, size: int, metric: str, itemsize: int = 8) -> Work:
+    """The estimated cost of `contribution_curve` over (T, B, S, S) Jacobians, for budgets.
 
-    With the steps padded in front by identities to a multiple of m, block b holds
-    X_i = J_{b m + i + 1 - pad} for i = 0..m-1, and the result R[b, i] = X_{m-1} ... X_i,
-    renormalised, with its ln-scale in `log_scale[b, i]`.
+    One chunk of Jacobians and its block products, one product per step (twice that in the
+    blocked regime), and the spectral metric's power iterations.
+    """
+    T, B, S = steps, batch, size
+    blocked = block_size(B, S) > 1
+    flops = 2.0 * T * B * S**3 * (2 if blocked else 1) + 20.0 * T * B * S * S
+    if metric == "spectral":  # one Rayleigh quotient per product
+        flops += 4.0 * T * B * S * S
+    chunk = min(T, max(1, CHUNK_BYTES // max(1, B * S * S * itemsize)))
+    memory = itemsize * B * S * S * (3.0 * chunk + 4)
+    return Work(memory=memory, flops=flops, steps=T / (BLOCK if blocked else 1) + T / chunk)
+
+
+def _normalise(products: Tensor, dims: tuple[int, ...]) -> Tensor:
+    """Divide each product by its largest |entry| in place; return that entry (keepdim)."""
+    peak = products.abs().amax(dim=dims, keepdim=True)  # zeros where the product is 0
+    products.div_(peak.clamp_min(torch.finfo(products.dtype).tiny))
+    return peak
+
+
+@dataclass(eq=False)
+class Sweep:
+    """A backward sweep over step Jacobians: P_{k-1} = P_k J_k from a start P_T (B, R, S).
+
+    `run()` fills `log_c` (T, B), the natural log of metric(P_k[:, cols]) for k = 0..T-1; with
+    `keep` it also fills `products` (T, B, R, S) and `scales` (T, B), every normalised P_k
+    and its log scale (P_k = exp(scale) * product). `start` of identity rows measures the
+    contribution curve; a row dL/ds_T gives the loss-gradient profile.
+    """
+
+    source: StepSource
+    start: Tensor
+    metric: str = "spectral"
+    cols: slice | None = None
+    keep: bool = False
+    identity_rows: bool = False
+
+    def run(self) -> Sweep:
+        src = self.source
+        T, B = src.steps, src.batch
+        device = src.device
+        self.P = self.start.to(dtype=src.dtype, device=device).clone()  # (B, R, S)
+        self.rows = self.P.shape[1]
+        # Carry Y = U^T P as extra rows for a certified spectral norm (see core.spectral),
+        # unless the products are small enough that exact eigenvalues cost less.
+        self.carry = self.metric == "spectral" and self.rows > 4 * SUBSPACE // 2
+        if self.carry:
+            r = min(SUBSPACE, self.rows // 8)
+            eye = torch.eye(self.rows, r, dtype=src.dtype, device=device)
+            self.U = eye.expand(B, self.rows, r).clone()  # (B, R, r)
+            self.P = torch.cat([self.P, self.U.mT @ self.P], dim=1)  # (B, R + r, S)
+        self.Q = torch.empty_like(self.P)
+        self._kept: Tensor | None = None
+        self.scale = torch.zeros(B, dtype=torch.float64, device=device)
+        self.log_c = torch.empty(T, B, dtype=torch.float64, device=device)
+        if self.keep:
+            self.products = torch.empty(T, *self.P.shape, dtype=src.dtype, device=device)
+            self.scales = torch.empty(T, B, dtype=torch.float64, device=device)
+        # The max entry of a whole product carried from the identity is its normalising peak.
+        self.free = (
+            self.metric == "maxabs" and self.cols is None and self.identity_rows and not self.keep
+        )
+        blocked = block_size(B, src.size) > 1
+        n = chunk_steps(src, BLOCK if blocked else 1)
+        if self.carry:  # the carried subspace is refreshed once per chunk
+            n = min(n, CARRY_CHUNK)
+        # Short chunks first for a carried subspace, refined early while the products'
+        # singular vectors still move.
+        first = (BLOCK if blocked else 4) if getattr(self, "carry", False) else None
+        for begin, stop in chunks_backward(T, n, first=first):
+            self._chunk = (begin, src.factors(begin, stop))
+            if blocked:
+                self._blocked(begin, self._chunk[1])
+            else:
+                self._sequential(begin, self._chunk[1])
+        refuse_non_finite(self.log_c)
+        return self
+
+    def _record(self, begin: int, products: Tensor | None, scales: Tensor, peaks: Tensor) -> None:
+        """log c(k) for k = begin.. from products (n, B, R, S) with P_k = exp(scales) products
+        and their largest entries `peaks` (n, B), float64."""
+        n = scales.shape[0]
+        logs = scales + torch.log(peaks)  # (n, B): log of each P_k's largest entry
+        if bool(torch.isnan(logs).any() | (logs == math.inf).any()):
+            _refuse(self._chunk[1].dense(), self._chunk[0])  # before a decomposition chokes
+        if self.keep and products is not None:
+            self.products[begin : begin + n] = products
+            self.scales[begin : begin + n] = scales
+        if self.free or products is None or (self.metric == "maxabs" and self.cols is None):
+            self.log_c[begin : begin + n] = logs
+            return
+        cols = self.cols or slice(None)
+        block = products[:, :, : self.rows, cols]  # (n, B, R, C)
+        if not self.carry:
+            values = matrix_values(block, self.metric)  # a block can be tiny: no peak reused
+            self.log_c[begin : begin + n] = scales + torch.log(values)
+            return
+        Y = products[:, :, self.rows :, cols]  # (n, B, r, C): U^T P_k, carried by the sweep
+        lam = certified_spectral(block, Y, self.U)
+        self.log_c[begin : begin + n] = scales + 0.5 * torch.log(lam)
+        # The newest product's (the smallest k's) top subspace starts the next chunk; the
+        # carried rows follow it.
+        self.U = top_subspace(block[0], self.U)
+        self.P[:, self.rows :] = self.U.mT @ self.P[:, : self.rows]
+
+    def _buffer(self, n: int) -> Tensor:
+        """Storage for the chunk's n products, reused from chunk to chunk."""
+        shape = (n, *self.P.shape)
+        if self._kept is None or self._kept.shape[0] < n:
+            self._kept = torch.empty(shape, dtype=self.P.dtype, device=self.P.device)
+        return self._kept[:n]
+
+    def _sequential(self, begin: int, factors: Factors, steps: int | None = None) -> None:
+        """One product per step, newest first, over the chunk's first `steps` steps."""
+        n = factors.steps if steps is None else steps
+        kept = None if self.free else self._buffer(n)
+        if self.P.device.type == "cpu":
+            scales, peaks = self._lazy(factors, n, kept)
+        else:
+            scales, peaks = self._on_device(factors, n, kept)
+        self._record(begin, kept, scales, peaks)
+
+    def _lazy(self, factors: Factors, n: int, kept: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The CPU path: each product's largest entry is read as a Python number (free on the
+        CPU) and the product is rescaled only when that leaves [1 / bound, bound], so a step
+        is one product, written in place, and one reduction. A step that would overflow is
+        redone from the previous product rescaled to 1. Returns the log scales and peaks."""
+        B = self.P.shape[0]
+        bound = 2.0 ** (200 if self.P.dtype == torch.float64 else 20)
+        low = 1 / bound
+        left = factors.left
+        scale = self.scale.tolist()  # replaced, never changed in place: rows may share it
+        peaks: list[list[float]] = [[1.0] * B] * n
+        scales: list[list[float]] = [scale] * n
+        previous, last = [1.0] * B, -1  # the peaks of P, and which stored product P is
+        P, Q = self.P, self.Q
+        for i in range(n - 1, -1, -1):
+            out = Q if kept is None else kept[i]
+            left(i, P, out)  # (B, R, S)
+            p = out.abs().amax(dim=(1, 2)).tolist()
+            if not max(p) < bound:  # overflow, or NaN: redo the step from P rescaled to 1
+                scale = self._rescale(P, previous, scale)
+                if last >= 0:  # P is a stored product: its record moves with it
+                    peaks[last], scales[last] = [1.0 if f > 0 else f for f in previous], scale
+                left(i, P, out)
+                p = out.abs().amax(dim=(1, 2)).tolist()
+            if min(p) <= low or max(p) >= bound:
+                factor = [v if 0 < v <= low or bound <= v < math.inf else 1.0 for v in p]
+                scale = self._rescale(out, factor, scale)
+                p = [v / f for v, f in zip(p, factor, strict=True)]
+            peaks[i], scales[i], previous = p, scale, p
+            if kept is None:
+                P, Q = out, P
+            else:
+                P, last = out, i
+        self.P = P.clone() if kept is not None else P  # the stored buffer is reused
+        self.Q = torch.empty_like(self.P) if kept is not None else Q
+        self.scale = torch.tensor(scale, dtype=torch.float64)
+        return torch.tensor(scales, dtype=torch.float64), torch.tensor(peaks, dtype=torch.float64)
+
+    @staticmethod
+    def _rescale(P: Tensor, factor: list[float], scale: list[float]) -> list[float]:
+        """Divide P[b] by factor[b] (> 0 and finite ones only); the scales with their logs."""
+        safe = [f if 0 < f < math.inf else 1.0 for f in factor]
+        P.div_(torch.tensor(safe, dtype=P.dtype).view(-1, 1, 1))
+        return [s + math.log(f) for s, f in zip(scale, safe, strict=True)]
+
+    def _on_device(self, factors: Factors, n: int, kept: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The GPU path: every product is normalised on the device, never read back per step.
+        Returns the log scales and the peaks (1: every product is normalised)."""
+        B = self.P.shape[0]
+        peaks = torch.empty(n, B, 1, 1, dtype=self.P.dtype, device=self.P.device)
+        for i in range(n - 1, -1, -1):
+            out = self.Q if kept is None else kept[i]
+            factors.left(i, self.P, out)  # (B, R, S)
+            peaks[i] = _normalise(out, (1, 2))
+            if kept is None:
+                self.P, self.Q = out, self.P
+            else:
+                self.P = out
+        self.P = self.P.clone() if kept is not None else self.P
+        self.Q = torch.empty_like(self.P)
+        logs = torch.log(peaks.view(n, B).to(torch.float64))
+        scales = self.scale + suffix_sum(logs)  # (n, B): P_k = exp(scale) * normalised P_k
+        self.scale = scales[0]
+        return scales, torch.ones_like(scales)
+
+    def _blocked(self, begin: int, factors: Factors) -> None:
+        """The chunk's steps in blocks of `BLOCK` (see the module docstring), the few steps
+        left over at its start one by one."""
+        J = factors.dense()
+        n, B, S, _ = J.shape
+        m = BLOCK
+        left = n % m
+        rows = self.P.shape[1]
+        if n - left:
+            suffix, logs = block_suffix(J[left:], m)
+            nb = suffix.shape[0]
+            kept = (
+                None
+                if self.free
+                else torch.empty(nb, m, B, rows, S, dtype=J.dtype, device=J.device)
+            )
+            all_scales = torch.empty(nb, m, B, dtype=torch.float64, device=J.device)
+            for b in range(nb - 1, -1, -1):
+                products = (self.P @ suffix[b].view(B, S, m * S)).view(B, rows, m, S)  # wide
+                peak = _normalise(products, (1, 3)).view(B, m).to(torch.float64)
+                scales = self.scale.unsqueeze(1) + logs[b].T + torch.log(peak)  # (B, m)
+                if kept is not None:
+                    kept[b] = products.permute(2, 0, 1, 3)  # (m, B, R, S)
+                all_scales[b] = scales.T
+                self.P = products[:, :, 0].contiguous()  # P at the block's first step
+                self.scale = scales[:, 0]
+            flat = None if kept is None else kept.view(nb * m, B, rows, S)
+            scales_flat = all_scales.view(nb * m, B)
+            self._record(begin + left, flat, scales_flat, torch.ones_like(scales_flat))
+        if left:
+            self._sequential(begin, factors, left)
+
+
+def _refuse(J: Tensor, begin: int) -> None:
+    """Name the non-finite Jacobians of the chunk that turned the sweep's scale NaN or +inf."""
+    bad = ~torch.isfinite(J)
+    count = int(bad.sum())
+    first = begin + 1 + int(torch.nonzero(bad.flatten(1).any(dim=1)).min()) if count else 0
+    where = f" (the first in J_{first})" if count else ""
+    check(False, f"`jacobians` must be finite, got {count} NaN/Inf entries{where}")
+
+
+def block_suffix(J: Tensor, m: int) -> tuple[Tensor, Tensor]:
+    """Suffix products inside blocks of m steps, for all blocks at once.
+
+    Block b of J (nb m, B, S, S) holds X_i = J[b m + i] for i = 0..m-1, and
+    R_{b,i} = X_{m-1} ... X_i is normalised to a largest entry of 1 with its natural-log scale
+    in logs[b, i]. The result is laid out (nb, B, S, m, S) so that [R_{b,0} | ... | R_{b,m-1}]
+    of one block and one sequence is one contiguous (S, m S) matrix: a single wide product
+    applies all of them.
 
     Returns:
-        R (nb, m, B, S, S), log_scale (nb, m, B) float64, and the padding length.
+        suffix (nb, B, S, m, S), logs (nb, m, B) float64.
     """
-    T, B, S, _ = J.shape
-    if m == 1:  # a plain sequential sweep: nothing to combine, nothing to copy
-        return J.unsqueeze(1), torch.zeros(T, 1, B, dtype=torch.float64, device=J.device), 0
-    pad = (-T) % m
-    eye = torch.eye(S, dtype=J.dtype, device=J.device).expand(pad, B, S, S)
-    X = torch.cat([eye, J]).reshape(-1, m, B, S, S)  # (nb, m, B, S, S)
-    R, log_scale = normalise(X)
-    d = 1
-    while d < m:
-        joined, extra = normalise(R[:, d:] @ R[:, :-d])  # (nb, m-d, B, S, S)
-        R = torch.cat([joined, R[:, m - d :]], dim=1)
-        log_scale = torch.cat(
-            [log_scale[:, d:] + log_scale[:, :-d] + extra, log_scale[:, m - d :]], 1
-        )
-        d *= 2
-    return R, log_scale, pad
+    n, B, S, _ = J.shape
+    nb = n // m
+    X = J.reshape(nb, m, B, S, S)
+    suffix = torch.empty(nb, B, S, m, S, dtype=J.dtype, device=J.device)
+    logs = torch.empty(nb, m, B, dtype=torch.float64, device=J.device)
+    R = X[:, m - 1].clone()  # (nb, B, S, S)
+    logs[:, m - 1] = torch.log(_normalise(R, (2, 3)).view(nb, B).to(torch.float64))
+    suffix[:, :, :, m - 1] = R
+    for i in range(m - 2, -1, -1):
+        R = R @ X[:, i]
+        step = torch.log(_normalise(R, (2, 3)).view(nb, B).to(torch.float64))
+        logs[:, i] = logs[:, i + 1] + step
+        suffix[:, :, :, i] = R
+    return suffix, logs
 
 
 def contribution_curve(
-    jacobians: Tensor,
+    jacobians: Tensor | StepSource,
     metric: str = "spectral",
     *,
     rows: slice | None = None,
@@ -222,18 +413,20 @@ def contribution_curve(
     """c(k) = metric(J_T ... J_{k+1}) for every k = 0..T-1 in one backward sweep.
 
     Args:
-        jacobians: J_1..J_T, (T, S, S) or batched (T, B, S, S); row t-1 holds J_t.
+        jacobians: J_1..J_T, (T, S, S) or batched (T, B, S, S) with row t-1 holding J_t, or a
+            source that produces them a chunk at a time (`gradtrace.core.factors.StepSource`,
+            such as a cell's `Replay`).
         metric: "spectral" (largest singular value), "frobenius" or "maxabs" (largest
             absolute entry).
         rows: optional block of the product's rows to measure (e.g. the h rows of an LSTM's
-            (h, c) state); the whole product is still carried.
+            (h, c) state); only these rows are carried.
         cols: optional block of the product's columns to measure.
 
     Returns:
         A `ContributionCurve` with `log10_norm` of shape (T,) or (B, T).
 
     Raises:
-        GradtraceError: on an unknown metric or malformed Jacobians.
+        GradtraceError: on an unknown metric, malformed or non-finite Jacobians.
 
     Example:
         >>> J = torch.full((50, 1, 1), 0.9, dtype=torch.float64)
@@ -241,44 +434,18 @@ def contribution_curve(
         tensor(-2.2879, dtype=torch.float64)
     """
     check_metric(metric)
-    J = check_jacobians(jacobians)  # (T, B, S, S)
-    _, B, S, _ = J.shape
-    whole = rows is None and cols is None
-    m = block_size(B, S)
-    R, R_scale, pad = block_suffix_products(J, m)
-    out = torch.empty(R.shape[0] * m, B, dtype=torch.float64, device=J.device)
-    carried = torch.eye(S, dtype=J.dtype, device=J.device).expand(B, S, S)  # ds_T/ds_T
-    carried_scale = torch.zeros(B, dtype=torch.float64, device=J.device)
-    pending: list[tuple[int, Tensor, Tensor]] = []
-    chunk = _chunk(S)
-
-    def flush() -> None:
-        stops = [start for start, _, _ in pending]
-        products = pending[0][1] if len(pending) == 1 else torch.cat([p for _, p, _ in pending])
-        scales = pending[0][2] if len(pending) == 1 else torch.cat([s for _, _, s in pending])
-        refuse_non_finite(scales, J)  # before a decomposition chokes on NaN
-        if whole and metric == "maxabs":  # 1 after normalising, or 0 when the scale is -inf
-            values = torch.ones_like(scales)
-        else:
-            # A block can be tiny next to the whole product: rescale it before squaring it.
-            part, part_scale = normalise(products[..., rows or slice(None), cols or slice(None)])
-            values, scales = _metric(part, metric), scales + part_scale
-        block = torch.cat([torch.arange(s, s + m) for s in stops]).to(J.device)
-        out[block] = scales / _LN10 + torch.log10(values)
-        pending.clear()
-
-    for b in range(R.shape[0] - 1, -1, -1):
-        products, extra = normalise(carried.unsqueeze(0) @ R[b])  # (m, B, S, S): P_k, k in b
-        scales = carried_scale + R_scale[b] + extra  # (m, B)
-        pending.append((b * m, products, scales))
-        if len(pending) * m >= chunk:
-            flush()
-        carried, carried_scale = products[0], scales[0]
-    if pending:
-        flush()
-    refuse_non_finite(out, J)
-    log10 = out[pad:].T  # (B, T)
-    return ContributionCurve(log10[0] if jacobians.ndim == 3 else log10, metric)
+    source, batched = as_source(jacobians)
+    S = source.size
+    for name, block in (("rows", rows), ("cols", cols)):
+        check(
+            block is None or (isinstance(block, slice) and len(range(S)[block]) > 0),
+            f"`{name}` must be a non-empty slice of the state's {S} entries, got {block!r}",
+        )
+    eye = torch.eye(S, dtype=source.dtype, device=source.device)
+    start = eye[rows or slice(None)].expand(source.batch, -1, S)  # (B, R, S): ds_T/ds_T rows
+    sweep = Sweep(source, start, metric, cols, identity_rows=True).run()
+    log10 = (sweep.log_c / _LN10).T  # (B, T)
+    return ContributionCurve(log10 if batched else log10[0], metric)
 
 
 def diagonal_curve(diagonals: Tensor, metric: str = "spectral") -> ContributionCurve:
@@ -307,5 +474,5 @@ def diagonal_curve(diagonals: Tensor, metric: str = "spectral") -> ContributionC
         curve = 0.5 * torch.logsumexp(2 * _LN10 * suffix, dim=-1) / _LN10
     else:
         curve = suffix.amax(dim=-1)  # (T, [B])
-    refuse_non_finite(curve, diagonals, "diagonals")
+    refuse_non_finite(curve, "diagonals")
     return ContributionCurve(curve.T if curve.ndim == 2 else curve, metric)

@@ -1,9 +1,10 @@
-"""The loss-gradient profile ||dL/ds_k|| for k = 0..T, by the engine's sweep on a vector.
+"""The loss-gradient profile ||dL/ds_k|| for k = 0..T, by the engine's sweep on one row.
 
-    g_T = dL/ds_T,    g_{k-1} = J_k^T g_k     (the backward pass of the recurrence)
+    g_T = dL/ds_T,    g_{k-1}^T = g_k^T J_k     (the backward pass of the recurrence)
 
-renormalised every step like the matrix sweep in `gradtrace.core.engine`, whose block scan it
-shares for small states; O(T S^2) for the plain sweep.
+is the engine's backward sweep (`gradtrace.core.engine.Sweep`) started from the row g_T^T
+instead of the identity, renormalised every step in the same way, O(T S^2) for large states and
+blocked for small ones.
 """
 
 from __future__ import annotations
@@ -14,13 +15,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gradtrace.core.engine import (
-    block_size,
-    block_suffix_products,
-    check_jacobians,
-    normalise,
-    refuse_non_finite,
-)
+from gradtrace.core.engine import Sweep
+from gradtrace.core.factors import StepSource, as_source
 from gradtrace.errors import check
 
 _LN10 = math.log(10.0)
@@ -41,12 +37,12 @@ class GradientProfile:
 
 
 def loss_gradient_profile(
-    jacobians: Tensor, grad_last: Tensor, *, return_vectors: bool = False
+    jacobians: Tensor | StepSource, grad_last: Tensor, *, return_vectors: bool = False
 ) -> GradientProfile:
     """||dL/ds_k|| for k = 0..T from dL/ds_T, by the vector sweep g_{k-1} = J_k^T g_k.
 
     Args:
-        jacobians: J_1..J_T, (T, S, S) or (T, B, S, S).
+        jacobians: J_1..J_T, (T, S, S) or (T, B, S, S), or a step source.
         grad_last: dL/ds_T, (S,) for unbatched Jacobians or (B, S) for batched ones.
         return_vectors: also return dL/ds_k themselves (T+1 of them).
 
@@ -56,9 +52,9 @@ def loss_gradient_profile(
     Raises:
         GradtraceError: if `grad_last` does not match the Jacobians or is not finite.
     """
-    J = check_jacobians(jacobians)  # (T, B, S, S)
-    _, B, S, _ = J.shape
-    expected = (S,) if jacobians.ndim == 3 else (B, S)
+    source, batched = as_source(jacobians)
+    B, S = source.batch, source.size
+    expected = (B, S) if batched else (S,)
     check(
         isinstance(grad_last, Tensor) and tuple(grad_last.shape) == expected,
         f"`grad_last` must have shape {expected} to match the Jacobians, "
@@ -66,26 +62,17 @@ def loss_gradient_profile(
     )
     bad = int((~torch.isfinite(grad_last)).sum())
     check(bad == 0, f"`grad_last` must be finite, got {bad} NaN/Inf entries")  # only S numbers
-    m = block_size(B, S) if S > 1 else 32
-    R, R_scale, pad = block_suffix_products(J, m)
-    g = grad_last.reshape(1, B, 1, S).to(dtype=J.dtype, device=J.device)  # (1, B, 1, S)
-    g, scale = normalise(g)
-    directions, logs = [g[0, :, 0]], [scale[0]]
-    for b in range(R.shape[0] - 1, -1, -1):
-        rows, extra = normalise(g @ R[b])  # (m, B, 1, S): g_k^T = g_{b m + m}^T R[b, i]
-        block_scale = scale + R_scale[b] + extra  # (m, B)
-        directions.extend(rows[:, :, 0].flip(0))
-        logs.extend(block_scale.flip(0))
-        g, scale = rows[:1], block_scale[:1]
-    direction = torch.stack(directions[::-1])[pad:]  # (T+1, B, S)
-    log_e = torch.stack(logs[::-1])[pad:]  # (T+1, B)
-    refuse_non_finite(log_e, J)
-    norms = torch.linalg.vector_norm(direction, dim=-1).to(torch.float64)  # (T+1, B)
-    log10 = (log_e / _LN10 + torch.log10(norms)).T  # (B, T+1)
+    g = grad_last.reshape(B, 1, S).to(dtype=source.dtype, device=source.device)
+    sweep = Sweep(source, g, "frobenius", keep=return_vectors).run()
+    last = torch.log(torch.linalg.vector_norm(g.to(torch.float64), dim=(1, 2)))  # (B,)
+    log_e = torch.cat([sweep.log_c, last.unsqueeze(0)])  # (T+1, B): natural log
+    log10 = (log_e / _LN10).T  # (B, T+1)
     vectors = None
     if return_vectors:
         # In float64 and in log space, so a vanishing entry under a huge scale is 0, not 0 * inf.
-        magnitude = torch.log(direction.abs().to(torch.float64)) + log_e.unsqueeze(-1)
-        vectors = (torch.sign(direction) * torch.exp(magnitude)).to(J.dtype)  # (T+1, B, S)
-        vectors = vectors[:, 0] if jacobians.ndim == 3 else vectors
-    return GradientProfile(log10[0] if jacobians.ndim == 3 else log10, vectors)
+        direction = sweep.products[:, :, 0].to(torch.float64)  # (T, B, S), normalised
+        magnitude = torch.log(direction.abs()) + sweep.scales.unsqueeze(-1)
+        rows = torch.sign(direction) * torch.exp(magnitude)
+        vectors = torch.cat([rows, g[:, 0].to(torch.float64).unsqueeze(0)]).to(source.dtype)
+        vectors = vectors if batched else vectors[:, 0]  # (T+1, [B,] S)
+    return GradientProfile(log10 if batched else log10[0], vectors)

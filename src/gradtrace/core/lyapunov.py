@@ -35,14 +35,14 @@ Shape letters: T steps, B batch, S state size, K number of exponents (see `gradt
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator
 from itertools import chain
 
 import torch
 from torch import Tensor
 
-from gradtrace.core.gradient_profile import loss_gradient_profile
+from gradtrace.core.engine import BLOCK, block_size, block_suffix, refuse_non_finite
+from gradtrace.core.factors import StepSource, as_source, chunk_steps, chunks_forward
 from gradtrace.errors import check
 from gradtrace.records.flow import LyapunovSpectrum
 
@@ -96,6 +96,37 @@ def lyapunov_spectrum(
         "`jacobians` must be finite, got NaN or inf entries",
     )
     return _spectrum(iter(jacobians.unbind(0)), jacobians[0], k, q0, generator)
+
+
+def source_spectrum(source: StepSource, k: int, q0: Tensor) -> LyapunovSpectrum:
+    """`lyapunov_spectrum` of a step source, streamed forwards a chunk at a time, each step
+    applied as J_t Q (`Factors.right`), so no (T, B, S, S) tensor is ever held.
+
+    Args:
+        source: J_1..J_T of B sequences (e.g. a cell's `Replay`).
+        k: how many exponents, 1..S.
+        q0: starting directions (S, K), shared by the B sequences.
+
+    Returns:
+        Exponents (B, K) and local log factors (T, B, K).
+    """
+    T, B, S = source.steps, source.batch, source.size
+    check(
+        isinstance(k, int) and not isinstance(k, bool) and 1 <= k <= S,
+        f"`k` must be an integer from 1 to S = {S}, got {k!r}",
+    )
+    q, _ = torch.linalg.qr(q0.to(dtype=source.dtype, device=source.device))
+    q = q.expand(B, S, k).contiguous()  # (B, S, K)
+    logs = []
+    for start, stop in chunks_forward(T, chunk_steps(source)):
+        factors = source.factors(start, stop)
+        for i in range(factors.steps):
+            q, log_r = _orthonormalise(factors.right(i, q))
+            logs.append(log_r)
+    stacked = torch.stack(logs)  # (T, B, K)
+    refuse_non_finite(stacked)
+    exponents, order = stacked.mean(dim=0).sort(dim=-1, descending=True)
+    return LyapunovSpectrum(exponents, stacked.gather(-1, order.expand_as(stacked)))
 
 
 def lyapunov_spectrum_streaming(
@@ -196,7 +227,12 @@ def _sweep(steps: Iterator[Tensor], q: Tensor) -> list[Tensor]:
 
 def _qr_step(J: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
     """One step Q_t R_t = qr(J_t Q_{t-1}); return Q_t and log diag R_t with diag R_t > 0."""
-    Q, R = torch.linalg.qr(J @ q)  # (..., S, K), (..., K, K)
+    return _orthonormalise(J @ q)
+
+
+def _orthonormalise(Jq: Tensor) -> tuple[Tensor, Tensor]:
+    """Q R = qr(J_t Q_{t-1}) with the signs fixed; Q and log diag R."""
+    Q, R = torch.linalg.qr(Jq)  # (..., S, K), (..., K, K)
     diag = torch.diagonal(R, dim1=-2, dim2=-1)  # (..., K)
     # Flipping column i of Q with row i of R keeps Q R; without it Householder QR returns
     # either sign and Q_t would jump between steps.
@@ -236,18 +272,42 @@ def start_frame(size: int, k: int, seed: int) -> Tensor:
     return torch.randn(size, k, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
-def top_exponent(jacobians: Tensor, seed: int = 0) -> float:
+def top_exponent(jacobians: Tensor | StepSource, seed: int = 0) -> float:
     """lambda_1 in nats per step from a seeded start, averaged over the batch if there is one.
 
     With K = 1 the QR method is v_t = J_t v_{t-1} / ||J_t v_{t-1}|| and lambda_1 =
-    (1/T) ln ||J_T ... J_1 v_0||, so the engine's vector sweep on the reversed, transposed
-    Jacobians gives the same number without a QR per step (and with its block scan for small
-    states): about 10x faster over 100,000 steps.
+    (1/T) ln ||J_T ... J_1 v_0||, so one forward sweep of the vector gives the same number
+    without a QR per step. The Jacobians stream a chunk at a time; for small states the
+    chunk's block products (`gradtrace.core.engine.block_suffix`) carry v a block at a time.
+
+    Args:
+        jacobians: J_1..J_T in the order they act, (T, [B,] S, S) or a step source.
+        seed: Seeds v_0 (see `start_frame`), the same on any device.
     """
-    T, S = jacobians.shape[0], jacobians.shape[-1]
-    v0 = start_frame(S, 1, seed)[:, 0].to(device=jacobians.device, dtype=jacobians.dtype)
-    v0 = v0 / torch.linalg.vector_norm(v0)
-    reverse = torch.flip(jacobians, [0]).mT  # row T-t holds J_t^T: the sweep applies J_1 first
-    start = v0 if jacobians.ndim == 3 else v0.expand(jacobians.shape[1], S)
-    log10_end = loss_gradient_profile(reverse, start).log10_norm[..., 0]  # log10 ||J_T..J_1 v0||
-    return float(log10_end.mean()) * math.log(10.0) / T
+    source, _ = as_source(jacobians)
+    T, B, S = source.steps, source.batch, source.size
+    v0 = start_frame(S, 1, seed)[:, 0].to(device=source.device, dtype=source.dtype)
+    v = (v0 / torch.linalg.vector_norm(v0)).expand(B, S).unsqueeze(-1).clone()  # (B, S, 1)
+    total = torch.zeros(B, dtype=torch.float64, device=source.device)
+    blocked = block_size(B, S) > 1
+    n = chunk_steps(source, BLOCK if blocked else 1)
+
+    def renormalise(v: Tensor) -> Tensor:
+        nonlocal total
+        norm = torch.linalg.vector_norm(v, dim=(1, 2), keepdim=True)
+        total = total + torch.log(norm.view(B).to(torch.float64))
+        return v / norm.clamp_min(torch.finfo(v.dtype).tiny)
+
+    for start, stop in chunks_forward(T, n):
+        factors = source.factors(start, stop)
+        done = 0
+        if blocked and factors.steps >= BLOCK:
+            done = factors.steps - factors.steps % BLOCK
+            suffix, logs = block_suffix(factors.dense()[:done], BLOCK)
+            for b in range(suffix.shape[0]):  # R_{b,0} = the whole block's product
+                v = renormalise(suffix[b, :, :, 0] @ v)
+                total = total + logs[b, 0]
+        for i in range(done, factors.steps):
+            v = renormalise(factors.right(i, v))
+    refuse_non_finite(total)
+    return float(total.mean()) / T

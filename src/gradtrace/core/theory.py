@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 
 from gradtrace.core.engine import suffix_sum
+from gradtrace.core.factors import StepSource, as_source, chunk_steps, chunks_forward
 from gradtrace.errors import check
 from gradtrace.records.flow import MatrixSpectrum
 
@@ -71,53 +72,61 @@ def rnn_bound_log10(gamma: float, sigma_max: float, steps: int, metric: str, siz
 
 
 EXACT_NORM_FLOPS = 2e9  # above this, exact step norms would cost more than the curve itself
+EXACT_LABEL = "prod_t ||J_t||_2"
 
 
-def step_norm_kind(jacobians: Tensor) -> str:
+def step_norm_kind(jacobians: Tensor | StepSource) -> str:
     """Which per-step norm `norm_product_bound_log10` uses for these Jacobians.
 
     The exact spectral norm of every J_t costs a few S^3 per step, more than the sweep
-    itself; past `EXACT_NORM_FLOPS` the bound uses min(||J_t||_F, sqrt(||J_t||_1 ||J_t||_inf)),
-    an O(S^2) upper bound on ||J_t||_2, so the product is still a valid (looser) bound.
+    itself; past `EXACT_NORM_FLOPS` the bound uses an O(S^2) upper bound on ||J_t||_2 (see
+    `Factors.norm_bound`), so the product is still a valid (looser) bound.
     """
-    S = jacobians.shape[-1]
-    count = jacobians.numel() // max(S * S, 1)
-    return "exact" if count * S**3 <= EXACT_NORM_FLOPS else "cheap"
+    source, _ = as_source(jacobians)
+    count = source.steps * source.batch
+    return "exact" if count * source.size**3 <= EXACT_NORM_FLOPS else "cheap"
 
 
-def norm_product_bound_label(jacobians: Tensor) -> str:
+def norm_product_bound_label(jacobians: Tensor | StepSource) -> str:
     """How `norm_product_bound_log10` bounds each step of these Jacobians, for figures and JSON."""
     if step_norm_kind(jacobians) == "exact":
-        return "prod_t ||J_t||_2"
-    return "prod_t min(||J_t||_F, sqrt(||J_t||_1 ||J_t||_inf))"
+        return EXACT_LABEL
+    source, _ = as_source(jacobians)
+    return f"prod_t {source.factors(0, 1).norm_label}"
 
 
-def _step_norms(jacobians: Tensor) -> Tensor:
-    if step_norm_kind(jacobians) == "exact":
-        return torch.linalg.matrix_norm(jacobians.to(torch.float64), ord=2)
-    J = jacobians  # in its own dtype: a float64 copy of a large stack costs more than the norms
-    frobenius = torch.linalg.matrix_norm(J, ord="fro").to(torch.float64)
-    one = torch.linalg.matrix_norm(J, ord=1).to(torch.float64)
-    inf = torch.linalg.matrix_norm(J, ord=math.inf).to(torch.float64)
-    return torch.minimum(frobenius, torch.sqrt(one * inf))
+def _step_norms(source: StepSource) -> Tensor:
+    """log10 of an upper bound on ||J_t||_2 (the exact norm when affordable), (T, B)."""
+    exact = step_norm_kind(source) == "exact"
+    logs = []
+    for start, stop in chunks_forward(source.steps, chunk_steps(source)):
+        factors = source.factors(start, stop)
+        if exact:
+            norms = torch.linalg.matrix_norm(factors.dense().to(torch.float64), ord=2)
+        else:
+            norms = factors.norm_bound().to(torch.float64)
+        logs.append(torch.log10(norms))  # (n, B)
+    return torch.cat(logs)
 
 
-def norm_product_bound_log10(jacobians: Tensor, metric: str) -> Tensor:
+def norm_product_bound_log10(jacobians: Tensor | StepSource, metric: str) -> Tensor:
     """log10 of prod_{t>k} ||J_t||, a bound on c(k) that holds for any cell, k = 0..T-1.
 
     ||J_t|| is the spectral norm, or an upper bound on it for large problems (see
-    `step_norm_kind`); either way c(k) <= the product by submultiplicativity.
+    `step_norm_kind`); either way c(k) <= the product by submultiplicativity. The Jacobians
+    stream a chunk at a time.
 
     Args:
-        jacobians: (T, S, S) or (T, B, S, S).
+        jacobians: (T, S, S), (T, B, S, S), or a step source.
 
     Returns:
         (T,) or (B, T), float64: the suffix sums of log10 ||J_t||.
     """
-    logs = torch.log10(_step_norms(jacobians))  # (T,) or (T, B)
-    suffix = suffix_sum(logs)  # (T,) or (T, B): sum over t >= k+1
-    slack = 0.5 * math.log10(jacobians.shape[-1]) if metric == "frobenius" else 0.0
-    return (suffix + slack).T if suffix.ndim == 2 else suffix + slack
+    source, batched = as_source(jacobians)
+    suffix = suffix_sum(_step_norms(source))  # (T, B): sum over t >= k+1
+    slack = 0.5 * math.log10(source.size) if metric == "frobenius" else 0.0
+    bound = (suffix + slack).T  # (B, T)
+    return bound if batched else bound[0]
 
 
 def identity_log10(metric: str, size: int) -> float:

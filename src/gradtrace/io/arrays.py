@@ -1,4 +1,5 @@
-"""Arrays from files: every array of an .npz archive, or one tensor from a .npy or .pt file.
+"""Arrays from files: every array of an .npz archive, one tensor from a .npy or .pt file, or a
+model's argument (a tensor, or a tuple of them such as an LSTM's (h, c)) from a .pt file.
 
 Nothing here runs code from a file: .npy and .npz are read with allow_pickle=False and .pt
 with torch.load(weights_only=True).
@@ -58,14 +59,7 @@ def array_tensor(
     return torch.as_tensor(value.astype(np.float64)).to(dtype)
 
 
-def load_tensor(path: str | Path, name: str = "path") -> Tensor:
-    """One tensor from a .npy or a .pt file (a single tensor saved with torch.save).
-
-    Raises:
-        GradtraceError: on another suffix, a missing or unreadable file, or a file that holds
-            something other than one tensor.
-    """
-    path = Path(path)
+def _read(path: Path, name: str) -> object:
     check(
         path.suffix in TENSOR_SUFFIXES,
         f"`{name}` must be a {' or '.join(TENSOR_SUFFIXES)} file, got {str(path)!r}",
@@ -73,16 +67,51 @@ def load_tensor(path: str | Path, name: str = "path") -> Tensor:
     check(path.is_file(), f"`{name}` file {str(path)!r} does not exist")
     try:
         if path.suffix == ".npy":
-            data = torch.from_numpy(np.load(path, allow_pickle=False))
-        else:
-            data = torch.load(path, weights_only=True, map_location="cpu")
+            return torch.from_numpy(np.load(path, allow_pickle=False))
+        return torch.load(path, weights_only=True, map_location="cpu")
     except Exception as err:  # numpy and torch raise many types for a bad file
         raise GradtraceError(
             f"`{name}` file {str(path)!r} could not be read ({type(err).__name__}: "
             f"{first_line(err)}); expected one numeric array or tensor"
         ) from None
+
+
+def load_tensor(path: str | Path, name: str = "path") -> Tensor:
+    """One tensor from a .npy or a .pt file (a single tensor saved with torch.save).
+
+    Raises:
+        GradtraceError: on another suffix, a missing or unreadable file, or a file that holds
+            something other than one tensor.
+    """
+    data = _read(Path(path), name)
     check(
         isinstance(data, Tensor),
         f"`{name}` must hold one tensor, got {type(data).__name__}",
     )
+    assert isinstance(data, Tensor)  # for the type checker
     return data
+
+
+Argument = Tensor | tuple["Argument", ...]
+
+
+def _argument(data: object, name: str) -> Argument:
+    if isinstance(data, Tensor):
+        return data
+    check(
+        isinstance(data, tuple | list) and len(data) > 0,
+        f"`{name}` must hold a tensor or a tuple of tensors, got {type(data).__name__}",
+    )
+    assert isinstance(data, tuple | list)  # for the type checker
+    return tuple(_argument(item, name) for item in data)
+
+
+def load_argument(path: str | Path, name: str = "path") -> Argument:
+    """A model's argument from a .npy file (a tensor) or a .pt file (a tensor, or a tuple or
+    list of them, nested as a forward takes them: an LSTM's hidden state (h, c)).
+
+    Raises:
+        GradtraceError: on another suffix, a missing or unreadable file, or a file that holds
+            something else.
+    """
+    return _argument(_read(Path(path), name), name)

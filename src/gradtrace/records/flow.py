@@ -111,8 +111,17 @@ class GradientFlow(Record):
         module: The module's dotted path in a traced model ("" for a curve job).
         layer: The layer index.
         direction: "forward" or "reverse".
-        calls: How many times the forward called the module (the first call is traced).
-        output_error: Largest |re-executed output - module's own output| of a traced layer.
+        calls: How many calls of the module make up the traced recurrence (a loop over a
+            cell is one call per step, chained into one recurrence).
+        untraced_calls: Further calls of the module that did not continue that recurrence (a
+            second, unrelated sequence), counted but not traced.
+        output_error: Largest |re-executed output - module's own output| of a traced layer;
+            None where gradtrace's dropout masks make them differ by design.
+        dropout: The rate at which this layer's input was dropped in a train-mode trace.
+        estimate: "exact", or "matrix-free" where c(k) is a lower bound from a few probe
+            vectors (`gradtrace.core.matrix_free`).
+        estimate_error: For a matrix-free curve, the largest change of log10 c(k) in its last
+            refinement round, decades; 0 for an exact one.
     """
 
     KIND = "gradient_flow"
@@ -139,7 +148,11 @@ class GradientFlow(Record):
     layer: int = 0
     direction: str = "forward"
     calls: int = 1
+    untraced_calls: int = 0
     output_error: float | None = None
+    dropout: float = 0.0
+    estimate: str = "exact"
+    estimate_error: float = 0.0
 
     @property
     def steps(self) -> int:

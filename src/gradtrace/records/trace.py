@@ -20,8 +20,11 @@ class TraceResult(Record):
         layers: One `GradientFlow` per recurrent module, layer and direction, by module in
             the model's order (`named_modules`), then in PyTorch's order l D + d.
         metric: The metric of every c(k).
-        input_shape: The shape of the model's (first) input.
+        input_shape: The shape of the model's first tensor argument.
         loss: The loss, when one was given.
+        mode: "train" or "eval": the mode the model ran in, and so the recurrence traced (in
+            train mode with dropout between the layers of a module).
+        dropout_seed: The seed of gradtrace's dropout masks, when any were drawn.
     """
 
     KIND = "trace"
@@ -30,6 +33,8 @@ class TraceResult(Record):
     metric: str
     input_shape: tuple[int, ...]
     loss: float | None = None
+    mode: str = "eval"
+    dropout_seed: int | None = None
 
     def __repr__(self) -> str:
         shape = "x".join(map(str, self.input_shape))

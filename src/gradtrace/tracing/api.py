@@ -1,7 +1,10 @@
-"""`trace(model, inputs)`: gradient flow through time in every recurrent layer of a real model.
+"""`trace(model, *args, **kwargs)`: gradient flow through time in every recurrent layer of a
+real model, called as its author calls it.
 
-The model runs once. Hooks find each nn.RNN / nn.LSTM / nn.GRU wherever it sits, see what it
-was given, and re-execute it step by step from its own weights (`gradtrace.tracing.capture`).
+The model runs once, on the arguments it is given (`forward(input, hidden)` and all). Hooks find
+each nn.RNN / nn.LSTM / nn.GRU and each nn.RNNCell / nn.LSTMCell / nn.GRUCell wherever it sits,
+see what it was given, and re-execute it step by step from its own weights
+(`gradtrace.tracing.capture`); a cell called in a loop is one recurrence.
 Per layer and direction the cells' analytic step Jacobians J_t = ds_t/ds_{t-1} then go through
 the core's engine and theory:
 
@@ -16,7 +19,11 @@ the core's engine and theory:
 
 Layer l's curve is its own recurrence dh^l_T/dh^l_k with the layers below held fixed. Because
 the re-execution never calls the fused kernel's backward, it works in eval mode on cuDNN, for
-ReLU RNNs, GRUs, stacked and bidirectional modules and LSTM projections alike.
+ReLU RNNs, GRUs, stacked and bidirectional modules and LSTM projections alike. In train mode
+the recurrence traced is the one training runs: the model's own dropout layers draw as usual,
+and a module's dropout between its layers is drawn from gradtrace's generator, both seeded by
+`seed`, which the result records. The model is left exactly as it was (`gradtrace.tracing.forward
+.untouched`).
 """
 
 from __future__ import annotations
@@ -28,41 +35,58 @@ from torch import Tensor, nn
 
 from gradtrace.analysis.flow import LyapunovOption, Steps, assemble, check_lyapunov_option
 from gradtrace.core.engine import check_metric
-from gradtrace.errors import check
+from gradtrace.errors import check, check_seed
 from gradtrace.records.flow import GradientFlow
 from gradtrace.records.trace import TraceResult
-from gradtrace.tracing.capture import Call, capture, loss_gradients
-from gradtrace.tracing.forward import LossFn, call_loss, call_model, check_inputs, first_tensor
-from gradtrace.tracing.modules import DIRECTIONS, LayerRun, eager_recurrent, select_modules
+from gradtrace.tracing.capture import Call, Track, capture, loss_gradients
+from gradtrace.tracing.forward import (
+    LossFn,
+    call_loss,
+    call_model,
+    check_inputs,
+    seed_global,
+    untouched,
+)
+from gradtrace.tracing.modules import DIRECTIONS, eager_recurrent, select_modules
+
+MODES = ("model", "train", "eval")
 
 
 def trace(
     model: nn.Module,
-    inputs: Tensor,
-    *,
+    *args: Any,
     module: str | nn.Module | None = None,
     loss_fn: LossFn | None = None,
     target: Any = None,
     metric: str = "spectral",
     lyapunov: LyapunovOption = None,
     seed: int = 0,
+    mode: str = "model",
+    **kwargs: Any,
 ) -> TraceResult:
     """Measure how gradients flow back through time in each recurrent layer of `model`.
 
     Args:
-        model: Any module holding an nn.RNN, nn.LSTM or nn.GRU (or one itself; a TorchScript
-            one is rebuilt as an eager copy), on any device, in train or eval mode.
-        inputs: What `model` takes, e.g. (T, B, I) floats or (T, B) token ids; the recurrent
-            modules may be batch-first or not.
+        model: Any module holding an nn.RNN, nn.LSTM, nn.GRU or a recurrent cell (or one
+            itself; a TorchScript module is rebuilt as an eager copy), on any device.
+        *args: What `model` takes, as its forward takes it: e.g. (T, B) token ids and a hidden
+            state; the recurrent modules may be batch-first or not.
         module: Trace only this recurrent module (its dotted path or the module); None traces
             every one the forward calls.
         loss_fn: With it, also measure ||dL/dh_k||; called as loss_fn(output, target), or
-            loss_fn(output) when `target` is None, on the forward's (first) output tensor.
+            loss_fn(output) when `target` is None, with the forward's whole output (a tuple or
+            dict as the model returns it).
         target: The loss's target.
         metric: How c(k) measures dh_T/dh_k: "spectral", "frobenius" or "maxabs".
         lyapunov: K >= 1 for the top-K Lyapunov exponents of each layer's full state (capped at
             its S), "full" for all of them, None for none beyond the top one.
-        seed: Seeds the start directions of the Lyapunov QR method.
+        seed: Seeds the random draws of a train-mode trace, which are recorded in the result:
+            the model's own dropout layers draw from torch's global generator set to `seed`
+            for the trace (and restored after), the masks between a module's layers from
+            gradtrace's generator set to `seed + 1`; also seeds the Lyapunov starts.
+        mode: "model" traces the model in the mode it is in; "train" or "eval" switch it for
+            the trace only.
+        **kwargs: Passed to `model` as well.
 
     Returns:
         A `TraceResult` with one `GradientFlow` per module, layer and direction. A reverse
@@ -71,8 +95,8 @@ def trace(
 
     Raises:
         GradtraceError: if `model` has no recurrent module (measure it with
-            `input_sensitivity`), `inputs` do not fit it or are not finite, a module applies
-            dropout between layers in train mode, or the output or loss is unusable.
+            `input_sensitivity`), the arguments do not fit it or are not finite, or the output
+            or loss is unusable.
 
     Example:
         >>> lstm = torch.nn.LSTM(3, 8, num_layers=2, dtype=torch.float64)
@@ -82,55 +106,78 @@ def trace(
     """
     check_metric(metric)
     check_lyapunov_option(lyapunov)
-    inputs = check_inputs(inputs)
+    check_seed(seed)
+    check(mode in MODES, f"`mode` must be one of {', '.join(MODES)}, got {mode!r}")
+    tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, Tensor)]
+    check(bool(args), "`model` must be given its inputs, as its forward takes them; got none")
+    for a in tensors:
+        check_inputs(a)
     if isinstance(model, torch.jit.ScriptModule):
         model = eager_recurrent(model)
     splice = loss_fn is not None
     targets = select_modules(model, module)
-    with capture(targets, splice=splice) as calls, torch.set_grad_enabled(splice):
-        output = call_model(model, inputs)
-        called = [call for call in calls if call.calls]
-        names = ", ".join(f"`{call.path or 'model'}`" for call in calls)
-        check(bool(called), f"`model` never called {names} on `inputs`, so there is no trace")
-        loss, grads = None, {}
-        if loss_fn is not None:
-            loss = call_loss(loss_fn, first_tensor(output), target)
-            grads = loss_gradients(loss, called)
+    with untouched(model):
+        if mode != "model":
+            model.train(mode == "train")
+        training = any(m.training for _, m in targets)
+        device = next((t.device for t in tensors), torch.device("cpu"))
+        seed_global(seed, device)  # the model's own dropout layers, reproducibly
+        generator = torch.Generator(device=device).manual_seed(seed + 1)
+        hooks = capture(targets, splice=splice, generator=generator)
+        with hooks as calls, torch.set_grad_enabled(splice):
+            output = call_model(model, args, kwargs)
+            called = [call for call in calls if call.calls]
+            names = ", ".join(f"`{call.path or 'model'}`" for call in calls)
+            check(bool(called), f"`model` never called {names}, so there is no trace")
+            loss, grads = None, {}
+            if loss_fn is not None:
+                loss = call_loss(loss_fn, output, target)
+                grads = loss_gradients(loss, called)
     layers = [
-        _record(call, run, grads.get((c, run.layer, run.direction)), metric, lyapunov, seed)
+        _record(call, track, grads.get((c, i)), splice, metric, lyapunov, seed)
         for c, call in enumerate(called)
-        for run in call.runs
+        for i, track in enumerate(call.tracks)
     ]
+    dropped = any(layer.dropout > 0 for layer in layers)
     return TraceResult(
-        tuple(layers), metric, tuple(inputs.shape), None if loss is None else float(loss.detach())
+        tuple(layers),
+        metric,
+        tuple(tensors[0].shape) if tensors else (),
+        None if loss is None else float(loss.detach()),
+        "train" if training else "eval",
+        seed if dropped else None,
     )
 
 
-def _loss_profile(grad: Tensor | None, run: LayerRun) -> Tensor | None:
+def _loss_profile(grad: Tensor | None, proj_size: int) -> Tensor | None:
     """log10 ||dL/dh_k|| for k = 0..T from dL/ds_k (T + 1, B, S), shape (B, T + 1)."""
     if grad is None:
         return None
-    h_part = grad[..., : run.proj_size].to(torch.float64)  # (T + 1, B, P)
+    h_part = grad[..., :proj_size].to(torch.float64)  # (T + 1, B, P)
     return torch.log10(torch.linalg.vector_norm(h_part, dim=-1)).T  # (B, T + 1)
 
 
 def _record(
     call: Call,
-    run: LayerRun,
+    track: Track,
     grad: Tensor | None,
+    spliced: bool,
     metric: str,
     lyapunov: LyapunovOption,
     seed: int,
 ) -> GradientFlow:
+    run = track.replay(spliced)
     return assemble(
-        Steps.of(run.replay),
+        Steps.of(run),
         metric=metric,
-        loss_grad_log10=_loss_profile(grad, run),
+        loss_grad_log10=_loss_profile(grad, run.weights.proj_size),
         lyapunov=lyapunov,
         seed=seed,
         module=call.path,
-        layer=run.layer,
-        direction=DIRECTIONS[run.direction],
-        calls=call.calls,
+        layer=track.layer,
+        direction=DIRECTIONS[track.direction],
+        calls=call.chained,
+        untraced_calls=call.calls - call.chained,
         output_error=call.output_error,
+        dropout=track.dropout,
     )

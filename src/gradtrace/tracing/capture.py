@@ -1,13 +1,20 @@
 """Run a model once with hooks on its recurrent modules and re-execute each one step by step.
 
-A forward hook on each nn.RNN / nn.LSTM / nn.GRU sees what the module was given wherever it
-sits in the model (embedding -> LSTM -> decoder, or inside any wrapper), re-executes it with
-`gradtrace.tracing.modules.run_module`, and, when asked to splice, returns the re-execution as the
+A forward hook on each nn.RNN / nn.LSTM / nn.GRU and each nn.RNNCell / nn.LSTMCell /
+nn.GRUCell sees what the module was given wherever it sits in the model (embedding -> LSTM ->
+decoder, inside any wrapper, or in a Python loop), re-executes it with
+`gradtrace.tracing.modules`, and, when asked to splice, returns the re-execution as the
 module's output. The rest of the forward then depends on the re-executed states, so a loss can
 be differentiated by every hidden state of every layer, which the fused kernel never exposes.
 
-A module called several times in one forward (a decoder stepping token by token) is re-executed
-at its first call; the record says how many calls there were.
+Calls chain into one recurrence. A module called again with the state its previous call
+returned (`h = cell(x_t, h)`, `out, h = gru(x[t:t+1], h)`, also through detach or a copy with
+the same values) continues that call's recurrence: each layer and direction becomes one
+`Track` over all the chained calls, traced as if the module had run the whole sequence at
+once. A call that does not continue the chain (a second, unrelated sequence) is counted but
+not traced.
+
+Shapes: T time, B batch, I input, S state (the flat state: h, or cat(h, c) for an LSTM).
 """
 
 from __future__ import annotations
@@ -21,44 +28,114 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
+from gradtrace.cells import Cell, Replay
 from gradtrace.errors import check
 from gradtrace.tracing.modules import (
+    CELL_TYPES,
     LayerRun,
+    cell_initial_state,
     check_traceable,
     final_states,
     initial_states,
     run_module,
+    step_cell,
 )
 
 
 @dataclass
+class Track:
+    """One layer and direction of a module over the calls chained so far.
+
+    Attributes:
+        layer: The layer index.
+        direction: 0 (forward) or 1 (reverse).
+        cell: The cell that re-executes it.
+        weights: Its weights.
+        inputs: x_t (B, I) of every step, detached.
+        states: s_0, s_1, ... (B, S) each; in the autograd graph when spliced.
+        dropout: The rate at which its input was dropped (0 for layer 0 and in eval mode).
+    """
+
+    layer: int
+    direction: int
+    cell: Cell
+    weights: Any
+    inputs: list[Tensor] = field(default_factory=list)
+    states: list[Tensor] = field(default_factory=list)
+    dropout: float = 0.0
+
+    def extend(self, run: LayerRun, first: bool) -> None:
+        """Add the steps of one more call's run (its s_0 too, for the first call)."""
+        graph = run.replay.graph or tuple(run.replay.states)
+        if first:
+            self.states.append(graph[0])
+        self.inputs.extend(run.replay.inputs.unbind(0))
+        self.states.extend(graph[1:])
+
+    def replay(self, spliced: bool) -> Replay:
+        """The whole track as one replay."""
+        detached = torch.stack([s.detach() for s in self.states])  # (T + 1, B, S)
+        inputs = torch.stack(self.inputs)  # (T, B, I)
+        graph = tuple(self.states) if spliced else None
+        return Replay(self.cell, self.weights, inputs, detached[:-1], detached[-1], graph)
+
+
+@dataclass
 class Call:
-    """What one recurrent module did in the forward: its re-execution and how it compared.
+    """What one recurrent module did in the forward: its chained re-execution.
 
     Attributes:
         path: The module's dotted path in the model ("" for the model itself).
         module: The module.
-        runs: Its layers and directions, re-executed at its first call.
+        tracks: Its layers and directions over the traced chain of calls.
         calls: How many times the forward called it.
-        output_error: Largest |re-executed output - module's own output| at the first call.
+        chained: How many of those calls form the traced chain.
+        output_error: Largest |re-executed output - module's own output| over the chain, None
+            where dropout masks make them differ by design.
+        returned: The state tensors the chain's last call returned, to recognise the next.
+        closed: Whether a call has broken the chain (later calls are only counted).
     """
 
     path: str
-    module: nn.RNNBase
-    runs: list[LayerRun] = field(default_factory=list)
+    module: nn.Module
+    tracks: list[Track] = field(default_factory=list)
     calls: int = 0
-    output_error: float = 0.0
+    chained: int = 0
+    output_error: float | None = 0.0
+    returned: list[Tensor] = field(default_factory=list)
+    closed: bool = False
 
 
 def _label(call: Call) -> str:
     return f"`{call.path or 'model'}` ({type(call.module).__name__})"
 
 
+def _flat(state: Any) -> list[Tensor]:
+    if state is None:
+        return []
+    if isinstance(state, Tensor):
+        return [state]
+    return [t for part in state for t in _flat(part)]
+
+
+def _continues(hx: Any, returned: list[Tensor]) -> bool:
+    """Whether `hx` is the state the previous call returned (the same tensors or values)."""
+    given = _flat(hx)
+    if not given or len(given) != len(returned):
+        return False
+    return all(
+        a is b or (a.shape == b.shape and bool(torch.equal(a.detach(), b.detach())))
+        for a, b in zip(given, returned, strict=True)
+    )
+
+
 def _time_major(
     call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[Tensor, Any, bool]:
-    """The module's input as (T, B, I), its hx batched, and whether it came unbatched."""
+    """The module's input as (T, B, I) (a cell's as (B, I)), its hx batched, and whether it
+    came unbatched."""
     module = call.module
+    is_cell = isinstance(module, CELL_TYPES)
     x = args[0] if args else kwargs.get("input")
     hx = args[1] if len(args) > 1 else kwargs.get("hx")
     check(
@@ -66,31 +143,115 @@ def _time_major(
         f"{_label(call)} received a PackedSequence, which trace does not unpack; pass "
         "equal-length sequences as one padded tensor instead",
     )
+    dims = (1, 2) if is_cell else (2, 3)
     check(
-        isinstance(x, Tensor) and x.ndim in (2, 3),
-        f"the input of {_label(call)} must be a (T, B, I) tensor, got {getattr(x, 'shape', x)}",
+        isinstance(x, Tensor) and x.ndim in dims,
+        f"the input of {_label(call)} must be a {'(B, I)' if is_cell else '(T, B, I)'} tensor, "
+        f"got {getattr(x, 'shape', x)}",
     )
     assert isinstance(x, Tensor)  # for the type checker; `check` has just ensured it
+    features = int(module.input_size)  # type: ignore[arg-type]
     check(
-        x.shape[-1] == module.input_size,
+        x.shape[-1] == features,
         f"`inputs` reach {_label(call)} with {x.shape[-1]} features, but it expects "
-        f"input_size = {module.input_size}",
+        f"input_size = {features}",
     )
-    check(x.shape[-2 if x.ndim == 3 else 0] >= 1, f"the input of {_label(call)} has no time steps")
+    if not is_cell:
+        check(
+            x.shape[-2 if x.ndim == 3 else 0] >= 1, f"the input of {_label(call)} has no time steps"
+        )
     bad = int((~torch.isfinite(x.detach())).sum())
     check(bad == 0, f"the input of {_label(call)} must be finite, got {bad} NaN/Inf entries")
-    if x.ndim == 2:  # unbatched (T, I): PyTorch's hx is then (L D, P) without a batch axis
+    if x.ndim == dims[0]:  # unbatched: PyTorch's hx then has no batch axis either
+        axis = 0 if is_cell else 1
         if hx is not None:
-            hx = tuple(h.unsqueeze(1) for h in hx) if isinstance(hx, tuple) else hx.unsqueeze(1)
-        return x.unsqueeze(1), hx, True  # (T, 1, I)
-    return (x.transpose(0, 1) if module.batch_first else x), hx, False  # (T, B, I)
+            hx = (
+                tuple(h.unsqueeze(axis) for h in hx)
+                if isinstance(hx, tuple)
+                else hx.unsqueeze(axis)
+            )
+        return x.unsqueeze(axis), hx, True
+    if is_cell:
+        return x, hx, False
+    return (x.transpose(0, 1) if getattr(module, "batch_first", False) else x), hx, False
 
 
-def _module_layout(call: Call, output: Tensor, unbatched: bool) -> Tensor:
-    """Turn a time-major (T, B, D P) output back into the layout the module returns."""
+def _unbatch(value: Any, axis: int) -> Any:
+    if isinstance(value, tuple):
+        return tuple(v.squeeze(axis) for v in value)
+    return value.squeeze(axis)
+
+
+def _module_call(call: Call, x: Tensor, hx: Any, unbatched: bool, out: Any, gen: Any) -> Any:
+    """An nn.RNN / LSTM / GRU call: re-execute it, extend the tracks, return the splice."""
+    module = call.module
+    assert isinstance(module, nn.RNNBase)
+    s0 = initial_states(module, hx, x.shape[1], x)  # (L D, B, S)
+    drop = gen if module.training and module.dropout > 0 and module.num_layers > 1 else None
+    output, runs = run_module(module, x, s0, drop)  # (T, B, D P)
+    first = not call.tracks
+    for i, run in enumerate(runs):
+        if first:
+            rate = module.dropout if drop is not None and run.layer > 0 else 0.0
+            w = run.replay.weights
+            call.tracks.append(Track(run.layer, run.direction, run.replay.cell, w, dropout=rate))
+        call.tracks[i].extend(run, first)
     if unbatched:
-        return output[:, 0]  # (T, D P)
-    return output.transpose(0, 1) if call.module.batch_first else output
+        replay_out = output[:, 0]
+    else:
+        replay_out = output.transpose(0, 1) if module.batch_first else output
+    if drop is not None:
+        call.output_error = None  # gradtrace's masks are not the module's own draws
+    elif call.output_error is not None:
+        error = float((replay_out.detach() - out[0].detach()).abs().max())
+        call.output_error = max(call.output_error, error)
+    last = final_states(module, runs)  # (L D, B, P) or a pair with (L D, B, H)
+    return replay_out, (_unbatch(last, 1) if unbatched else last)
+
+
+def _cell_call(call: Call, x: Tensor, hx: Any, unbatched: bool, out: Any) -> Any:
+    """An nn.RNNCell / LSTMCell / GRUCell call: one step, appended to the track."""
+    module = call.module
+    s0 = cell_initial_state(module, hx, x.shape[0], x)  # (B, S)
+    run, s1 = step_cell(module, x, s0)
+    first = not call.tracks
+    if first:
+        call.tracks.append(Track(0, 0, run.replay.cell, run.replay.weights))
+    call.tracks[0].extend(run, first)
+    H = int(module.hidden_size)  # type: ignore[arg-type]
+    result: Any = (s1[:, :H], s1[:, H:]) if isinstance(module, nn.LSTMCell) else s1
+    result = _unbatch(result, 0) if unbatched else result  # the layout the cell returns
+    if call.output_error is not None:
+        pairs = zip(_flat(result), _flat(out), strict=True)
+        error = max(float((a.detach() - b.detach()).abs().max()) for a, b in pairs)
+        call.output_error = max(call.output_error, error)
+    return result
+
+
+def _hook(call: Call, splice: bool, gen: torch.Generator | None) -> Any:
+    def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> Any:
+        call.calls += 1
+        if call.closed:
+            return None
+        x, hx, unbatched = _time_major(call, args, kwargs)
+        if call.tracks and not _continues(hx, call.returned):
+            call.closed = True  # a new, unrelated sequence: counted, not traced
+            return None
+        call.chained += 1
+        if isinstance(module, CELL_TYPES):
+            result = _cell_call(call, x, hx, unbatched, out)
+            state = result
+        else:
+            result = _module_call(call, x, hx, unbatched, out, gen)
+            state = result[1]
+        if not splice:  # the model goes on with its own outputs: recognise those next time
+            own = out if isinstance(module, CELL_TYPES) else out[1]
+            call.returned = _flat(own)
+            return None
+        call.returned = _flat(state)
+        return result
+
+    return hook
 
 
 def _check_hook(call: Call) -> Any:
@@ -103,34 +264,19 @@ def _check_hook(call: Call) -> Any:
     return hook
 
 
-def _hook(call: Call, splice: bool) -> Any:
-    def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any], out: Any) -> Any:
-        call.calls += 1
-        if call.calls > 1:
-            return None
-        x, hx, unbatched = _time_major(call, args, kwargs)
-        s0 = initial_states(call.module, hx, x.shape[1], x)  # (L D, B, S)
-        output, call.runs = run_module(call.module, x, s0)  # (T, B, D P)
-        replay = _module_layout(call, output, unbatched)
-        own = out[0]
-        call.output_error = float((replay.detach() - own.detach()).abs().max())
-        if not splice:
-            return None
-        last = final_states(call.module, call.runs)  # (L D, B, P) or a pair with (L D, B, H)
-        if not unbatched:
-            return replay, last
-        return replay, (tuple(h[:, 0] for h in last) if isinstance(last, tuple) else last[:, 0])
-
-    return hook
-
-
 @contextmanager
-def capture(targets: list[tuple[str, nn.RNNBase]], *, splice: bool) -> Iterator[list[Call]]:
+def capture(
+    targets: list[tuple[str, nn.Module]],
+    *,
+    splice: bool,
+    generator: torch.Generator | None = None,
+) -> Iterator[list[Call]]:
     """Hook `targets` for the duration of the block; yields one `Call` per target.
 
     Args:
         targets: (path, module) pairs, e.g. from `select_modules`.
         splice: Return the re-execution as each module's output (needed for a loss).
+        generator: Draws the inter-layer dropout masks of modules in train mode.
 
     Raises:
         GradtraceError: from the forward, if a module cannot be traced or gets bad input.
@@ -142,7 +288,9 @@ def capture(targets: list[tuple[str, nn.RNNBase]], *, splice: bool) -> Iterator[
         call = Call(path, module)
         calls.append(call)
         handles.append(module.register_forward_pre_hook(_check_hook(call), with_kwargs=True))
-        handles.append(module.register_forward_hook(_hook(call, splice), with_kwargs=True))
+        handles.append(
+            module.register_forward_hook(_hook(call, splice, generator), with_kwargs=True)
+        )
     try:
         yield calls
     finally:
@@ -150,22 +298,17 @@ def capture(targets: list[tuple[str, nn.RNNBase]], *, splice: bool) -> Iterator[
             handle.remove()
 
 
-def step_tensors(calls: list[Call]) -> list[Tensor]:
-    """Every re-executed state s_k of every run, in order, for one torch.autograd.grad call."""
-    return [s for call in calls for run in call.runs for s in run.replay.graph or ()]
-
-
-def loss_gradients(loss: Tensor, calls: list[Call]) -> dict[tuple[int, int, int], Tensor]:
-    """dL/ds_k for every run, as (T + 1, B, S) tensors keyed by (call index, layer, direction).
+def loss_gradients(loss: Tensor, calls: list[Call]) -> dict[tuple[int, int], Tensor]:
+    """dL/ds_k for every track, as (T + 1, B, S) tensors keyed by (call index, track index).
 
     A state that the loss does not reach gets a zero gradient.
     """
-    steps = step_tensors(calls)
-    grads = torch.autograd.grad(loss, steps, allow_unused=True, materialize_grads=True)
-    out, i = {}, 0
-    for c, call in enumerate(calls):
-        for run in call.runs:
-            n = len(run.replay.graph or ())
-            out[(c, run.layer, run.direction)] = torch.stack(grads[i : i + n])  # (T + 1, B, S)
-            i += n
+    keys = [(c, i) for c, call in enumerate(calls) for i in range(len(call.tracks))]
+    states = [s for call in calls for track in call.tracks for s in track.states]
+    grads = torch.autograd.grad(loss, states, allow_unused=True, materialize_grads=True)
+    out, at = {}, 0
+    for c, i in keys:
+        n = len(calls[c].tracks[i].states)
+        out[(c, i)] = torch.stack(grads[at : at + n])  # (T + 1, B, S)
+        at += n
     return out

@@ -1,13 +1,18 @@
-"""Calling a user's model: checked inputs, its output tensor, its loss, errors as one sentence.
+"""Calling a user's model: checked inputs, its output tensor, its loss, errors as one sentence,
+and the model left exactly as it was.
 
-Shared by `trace` and `input_sensitivity`. A forward that returns a tuple (nn.LSTM returns
-(output, (h_n, c_n))) counts by its first tensor; a PackedSequence is refused, since its rows
-are sequences of different lengths whose last steps are not one time step.
+Shared by `trace` and `input_sensitivity`. A loss gets the forward's output as the model
+returns it (nn.LSTM returns (output, (h_n, c_n))); where one tensor must stand for the output,
+it is the first; a PackedSequence is refused, since its rows
+are sequences of different lengths whose last steps are not one time step. `untouched` restores
+everything a forward in train mode can change: buffers (BatchNorm's running statistics), every
+module's mode, the parameters' gradients and the global random-number generators.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -42,21 +47,85 @@ def check_inputs(inputs: Any) -> Tensor:
     return inputs
 
 
-def call_model(model: nn.Module, inputs: Tensor) -> Any:
-    """model(inputs), with a failure inside torch turned into one sentence.
+def describe_args(args: tuple[Any, ...]) -> str:
+    """ "a (35, 20) int64 tensor and a tuple" for a one-sentence message."""
+    parts = [
+        f"a {tuple(a.shape)} {str(a.dtype).removeprefix('torch.')} tensor"
+        if isinstance(a, Tensor)
+        else f"a {type(a).__name__}"
+        for a in args
+    ]
+    return " and ".join(parts) or "no arguments"
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def describe_output(output: Any) -> str:
+    """ "a tuple of a (35, 20, 10) tensor and a tuple" for a one-sentence message."""
+    if isinstance(output, Tensor):
+        return f"a {tuple(output.shape)} tensor"
+    if isinstance(output, tuple | list):
+        inner = " and ".join(
+            f"a {tuple(o.shape)} tensor" if isinstance(o, Tensor) else f"a {type(o).__name__}"
+            for o in output
+        )
+        return f"a {type(output).__name__} of {inner or 'nothing'}"
+    if isinstance(output, dict):
+        return f"a dict with keys {', '.join(map(repr, output))}"
+    return f"a {type(output).__name__}"
+
+
+def call_model(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None = None) -> Any:
+    """model(*args, **kwargs), with a failure inside torch turned into one sentence.
 
     Raises:
         GradtraceError: if the forward raises on these inputs: mismatched shapes or dtypes
             (RuntimeError), token ids out of an embedding's range (IndexError), and the like.
     """
     try:
-        return model(inputs)
+        return model(*args, **(kwargs or {}))
     except (RuntimeError, IndexError, TypeError, ValueError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise GradtraceError(
-            f"`model` failed on `inputs` of shape {tuple(inputs.shape)} and dtype "
-            f"{inputs.dtype}: {first_line}"
+            f"`model` failed on {describe_args(args)}: {_first_line(err)}"
         ) from err
+
+
+@contextmanager
+def untouched(model: nn.Module) -> Iterator[None]:
+    """Run the block and leave `model` as it was: buffers, modes, gradients, global RNGs."""
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    modes = [(m, m.training) for m in model.modules()]
+    grads = [(p, p.grad) for p in model.parameters()]
+    cpu_rng = torch.get_rng_state()
+    cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for buffer, saved in buffers:
+                buffer.copy_(saved)
+        for module, training in modes:
+            module.training = training
+        for p, grad in grads:
+            p.grad = grad
+        torch.set_rng_state(cpu_rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state_all(cuda_rng)
+
+
+def seed_global(seed: int, device: torch.device) -> None:
+    """Set torch's global generator (the CPU's, and `device`'s when it is a GPU) to `seed`.
+
+    Only inside `untouched`, which puts the generators back afterwards; CUDA is not seeded
+    lazily, so a process without a GPU in use stays without one.
+    """
+    torch.default_generator.manual_seed(seed)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        torch.cuda.default_generators[index].manual_seed(seed)
 
 
 def first_tensor(output: Any) -> Tensor:
@@ -80,13 +149,22 @@ def first_tensor(output: Any) -> Tensor:
     return output
 
 
-def call_loss(loss_fn: LossFn, output: Tensor, target: Any) -> Tensor:
+def call_loss(loss_fn: LossFn, output: Any, target: Any) -> Tensor:
     """loss_fn(output, target), or loss_fn(output) without a target, checked to be a scalar.
+
+    `output` is what the model returned, a tensor or a tuple or dict holding tensors.
 
     Raises:
         GradtraceError: if the loss is not a finite scalar tensor.
     """
-    loss = loss_fn(output) if target is None else loss_fn(output, target)
+    try:
+        loss = loss_fn(output) if target is None else loss_fn(output, target)
+    except (RuntimeError, IndexError, TypeError, ValueError, AttributeError, KeyError) as err:
+        raise GradtraceError(
+            f"`loss_fn` raised {type(err).__name__}: {_first_line(err)}; it is called with "
+            f"what the model returns, here {describe_output(output)}"
+            + ("" if target is None else ", and the target")
+        ) from err
     check(
         isinstance(loss, Tensor) and loss.numel() == 1,
         f"`loss_fn` must return a scalar tensor, got "

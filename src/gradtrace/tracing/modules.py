@@ -1,4 +1,4 @@
-"""Find nn.RNN, nn.LSTM and nn.GRU inside a model and re-execute them step by step.
+"""Find recurrent modules inside a model and re-execute them step by step.
 
 PyTorch runs a recurrent module as one fused kernel (cuDNN, MKL-DNN or ATen's own loop) that
 shows neither the states of the inner layers nor any step Jacobian. This module reads the
@@ -15,8 +15,12 @@ PyTorch's layout of a module with L layers and D directions:
 
 Each direction keeps its own time order: step t of the reverse direction reads x_{T-t+1}, so
 its s_T is the state after reading x_1 (PyTorch's h_n[l D + 1]) and its k = 0 is its initial
-state. Inter-layer dropout is random, so a module that applies it (train mode, dropout > 0,
-L > 1) is refused rather than re-executed without it.
+state. In train mode a module with dropout > 0 and L > 1 drops each layer's input but the
+first with its own rate; the re-execution draws those masks from gradtrace's own seeded
+generator (`dropout_mask`), so the recurrence is the one training runs, and reproducible.
+
+The cells nn.RNNCell, nn.LSTMCell and nn.GRUCell are re-executed one call (one step) at a time;
+`gradtrace.tracing.capture` chains the calls of a loop into one recurrence.
 
 Shapes: T time, B batch, I input, H hidden, P projection (P = H without one), S state (H for
 RNN and GRU, P + H for LSTM), D directions.
@@ -33,18 +37,18 @@ from torch import Tensor, nn
 from gradtrace.cells import Replay, cell_name, get_cell, replay, weights_from_torch
 from gradtrace.errors import GradtraceError, check
 
-RECURRENT_TYPES: tuple[type[nn.RNNBase], ...] = (nn.RNN, nn.LSTM, nn.GRU)
+MODULE_TYPES: tuple[type[nn.Module], ...] = (nn.RNN, nn.LSTM, nn.GRU)
+CELL_TYPES: tuple[type[nn.Module], ...] = (nn.RNNCell, nn.LSTMCell, nn.GRUCell)
+RECURRENT_TYPES = MODULE_TYPES + CELL_TYPES
 DIRECTIONS = ("forward", "reverse")
 
 
-def find_recurrent(model: nn.Module) -> list[tuple[str, nn.RNNBase]]:
-    """Every nn.RNN, nn.LSTM and nn.GRU inside `model`, by its dotted path ("" for the model)."""
+def find_recurrent(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Every recurrent module and cell inside `model`, by dotted path ("" for the model)."""
     return [(path, sub) for path, sub in model.named_modules() if isinstance(sub, RECURRENT_TYPES)]
 
 
-def select_modules(
-    model: nn.Module, module: str | nn.Module | None
-) -> list[tuple[str, nn.RNNBase]]:
+def select_modules(model: nn.Module, module: str | nn.Module | None) -> list[tuple[str, nn.Module]]:
     """The recurrent modules to trace: all of them, or the one named by path or given.
 
     Raises:
@@ -57,8 +61,8 @@ def select_modules(
     found = find_recurrent(model)
     check(
         bool(found),
-        f"`model` ({type(model).__name__}) holds no nn.RNN, nn.LSTM or nn.GRU to trace; "
-        "measure any sequence model with gradtrace.tracing.input_sensitivity instead",
+        f"`model` ({type(model).__name__}) holds no nn.RNN, nn.LSTM, nn.GRU or recurrent cell "
+        "to trace; measure any sequence model with `input_sensitivity` instead",
     )
     if module is None:
         return found
@@ -70,24 +74,27 @@ def select_modules(
     raise GradtraceError(f"`module` must be one of the recurrent modules {paths}, got {shown!r}")
 
 
-def check_traceable(path: str, module: nn.RNNBase) -> None:
+def check_traceable(path: str, module: nn.Module) -> None:
     """Refuse a module whose outputs its weights alone do not determine.
 
     Raises:
-        GradtraceError: for inter-layer dropout in train mode or a subclass with its own forward.
+        GradtraceError: for a subclass with its own forward.
     """
     name = f"`{path or 'model'}` ({type(module).__name__})"
-    check(
-        not (module.training and module.dropout > 0 and module.num_layers > 1),
-        f"{name} applies dropout = {module.dropout} between layers in train mode, which a "
-        "re-execution cannot reproduce; call model.eval() or set dropout to 0",
-    )
     base = next(kind for kind in RECURRENT_TYPES if isinstance(module, kind))
     check(
         type(module).forward is base.forward,
         f"{name} overrides the forward of nn.{base.__name__}, so its weights do not determine "
-        "its output; measure it with gradtrace.tracing.input_sensitivity instead",
+        "its output; measure it with `input_sensitivity` instead",
     )
+
+
+def dropout_mask(rate: float, like: Tensor, generator: torch.Generator) -> Tensor:
+    """A dropout mask of `like`'s shape, 0 with probability `rate` and 1 / (1 - rate) else,
+    drawn from `generator` (PyTorch's nn.Dropout, with gradtrace's own seeded draws)."""
+    keep = 1.0 - rate
+    draw = torch.rand(like.shape, generator=generator, device=generator.device)
+    return (draw < keep).to(like.dtype).to(like.device) / keep
 
 
 @dataclass(frozen=True, eq=False)
@@ -138,7 +145,9 @@ def initial_states(module: nn.RNNBase, hx: Any, batch: int, like: Tensor) -> Ten
     return torch.cat(parts, dim=-1).to(like)  # (L D, B, S)
 
 
-def run_module(module: nn.RNNBase, x: Tensor, s0: Tensor) -> tuple[Tensor, list[LayerRun]]:
+def run_module(
+    module: nn.RNNBase, x: Tensor, s0: Tensor, generator: torch.Generator | None = None
+) -> tuple[Tensor, list[LayerRun]]:
     """Re-execute every layer and direction of `module` on x from the initial states s0.
 
     Runs under whatever gradient mode is active; with gradients on, the states stay in the
@@ -148,6 +157,8 @@ def run_module(module: nn.RNNBase, x: Tensor, s0: Tensor) -> tuple[Tensor, list[
         module: An nn.RNN, nn.LSTM or nn.GRU.
         x: The module's input, time-major and batched, shape (T, B, I).
         s0: Initial states from `initial_states`, shape (L D, B, S).
+        generator: With it, the inputs of layers 1..L-1 are dropped at the module's rate
+            (train mode); None re-executes without dropout (eval mode).
 
     Returns:
         The module's output sequence, shape (T, B, D P), and one `LayerRun` per layer and
@@ -158,6 +169,8 @@ def run_module(module: nn.RNNBase, x: Tensor, s0: Tensor) -> tuple[Tensor, list[
     runs: list[LayerRun] = []
     layer_input = x  # (T, B, I_l)
     for layer in range(module.num_layers):
+        if layer and generator is not None and module.dropout > 0:
+            layer_input = layer_input * dropout_mask(module.dropout, layer_input, generator)
         outputs = []
         for d in range(D):
             w = weights_from_torch(module, layer, d)
@@ -180,6 +193,31 @@ def _final(run: LayerRun) -> Tensor:
         return graph[-1]
     assert run.replay.final is not None  # a trajectory replay always has its last state
     return run.replay.final
+
+
+def step_cell(module: nn.Module, x: Tensor, s0: Tensor) -> tuple[LayerRun, Tensor]:
+    """One call of an nn.RNNCell / nn.LSTMCell / nn.GRUCell re-executed: its one-step run and
+    the new flat state s_1 (B, S), in the graph when gradients are on."""
+    cell = get_cell(cell_name(module) or "")
+    w = weights_from_torch(module)
+    start = s0
+    if torch.is_grad_enabled() and not start.requires_grad:
+        start = start.clone().requires_grad_(True)
+    run = LayerRun(0, 0, replay(cell, w, x.unsqueeze(0), start))
+    return run, (run.replay.graph or (run.replay.states[-1],))[-1]
+
+
+def cell_initial_state(module: nn.Module, hx: Any, batch: int, like: Tensor) -> Tensor:
+    """The flat state s_0 (B, S) of a cell call: cat(h, c) for an LSTMCell, h otherwise."""
+    H = int(module.hidden_size)  # type: ignore[arg-type]
+    is_lstm = isinstance(module, nn.LSTMCell)
+    if hx is None:
+        return like.new_zeros(batch, 2 * H if is_lstm else H)
+    parts = list(hx) if is_lstm else [hx]
+    expected = [(batch, H)] * len(parts)
+    got = [tuple(t.shape) for t in parts]
+    check(got == expected, f"`hx` of the recurrent cell must have shapes {expected}, got {got}")
+    return torch.cat(parts, dim=-1).to(like)
 
 
 def final_states(module: nn.RNNBase, runs: list[LayerRun]) -> Tensor | tuple[Tensor, Tensor]:

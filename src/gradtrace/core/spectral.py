@@ -1,0 +1,146 @@
+"""Matrix metrics of stacks of products: the spectral norm certified, the others direct.
+
+The spectral norm sigma_1(M) of the engine's products M (..., R, C) comes from Rayleigh-Ritz on
+an r-dimensional subspace U of the row space that the engine refines once per chunk of steps
+(the top left singular vectors of J_T ... J_{k+1} settle as k falls, and a subspace follows them
+far better than one vector). The engine carries Y = U^T M as r extra rows of the product, so
+per product only Y Y^T (r x r) and one product M (Y^T w) are extra. Each answer carries a
+certificate. For the top Ritz vector u = U w (unit),
+
+    theta = ||M^T u||^2            a lower bound on lambda_1 = sigma_1^2 (Rayleigh quotient)
+    r     = ||M M^T u - theta u||  some eigenvalue of M M^T lies within r of theta
+    F     = ||M||_F^2              the sum of all eigenvalues, so lambda_2 <= F - theta - t,
+                                   t = theta_3 + ... + theta_r the lower Ritz values
+
+and if theta sits above that bound a, theta > a >= lambda_2, so by Kato-Temple
+
+    theta <= lambda_1 <= theta + r^2 / (theta - a).
+
+A product is accepted when that interval is within `TOLERANCE` (1e-10) of theta, relative, so
+sqrt(theta) is sigma_1 to 5e-11 relative or better; the others (short products, whose singular
+values are still crowded) get the exact largest eigenvalue of the smaller Gram matrix
+(`torch.linalg.eigvalsh`). In float32 the tolerance is 100 eps (about 1e-5).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from gradtrace.errors import check
+
+METRICS = ("spectral", "frobenius", "maxabs")
+ROUNDS = 3  # rounds of subspace iteration before the exact fallback
+TOLERANCE = 1e-10  # relative width of the certified interval for lambda_1 = sigma_1^2
+
+
+def check_metric(metric: str) -> None:
+    """Raise `GradtraceError` unless `metric` is one of `METRICS`."""
+    check(metric in METRICS, f"`metric` must be one of {', '.join(METRICS)}, got {metric!r}")
+
+
+def gram_spectral(M: Tensor) -> Tensor:
+    """sigma_1 of each (..., R, C) matrix from the top eigenvalue of the smaller Gram matrix."""
+    wide = M.shape[-1] > M.shape[-2]
+    gram = M @ M.mT if wide else M.mT @ M  # (..., R, R) or (..., C, C)
+    return torch.linalg.eigvalsh(gram)[..., -1].clamp(min=0).sqrt()
+
+
+def _certify(theta: Tensor, others: Tensor, residual: Tensor, frob: Tensor, tol: float) -> Tensor:
+    """Whether Kato-Temple bounds lambda_1 within tol of theta (all float64, same shape)."""
+    gap = theta - (frob - theta - others)  # theta minus an upper bound on lambda_2
+    return (gap > 0) & (residual <= tol * theta * gap)
+
+
+def _ritz(M: Tensor, Y: Tensor, U: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Rayleigh-Ritz of G = M M^T on span(U) from Y = U^T M: the top Ritz value, the sum of
+    the others but the second, the top Ritz vector's squared residual, and all Ritz vectors
+    (largest first), for matrices (n, R, C), Y (n, r, C), U (n, R, r)."""
+    ritz, W = torch.linalg.eigh((Y @ Y.mT).to(torch.float64))  # ascending Ritz values of G
+    theta = ritz[..., -1]
+    w = W[..., -1:].to(M.dtype)  # (n, r, 1)
+    z = M @ (Y.mT @ w)  # (n, R, 1): G x for the top Ritz vector x = U w
+    residual = (z - (U @ w) * theta[..., None, None].to(M.dtype)).to(torch.float64)
+    return theta, ritz[..., :-2].sum(-1), residual.pow(2).sum((-2, -1)), U @ W.flip(-1).to(M.dtype)
+
+
+def certified_spectral(M: Tensor, Y: Tensor, U: Tensor, frob: Tensor | None = None) -> Tensor:
+    """sigma_1^2 of every matrix of a (N, B, R, C) stack, certified (see the module docstring).
+
+    Tiers, each for what the one before left: Rayleigh-Ritz on the carried subspace (an
+    r x r eigenproblem and one product M (Y^T w) each, no pass over M besides); up to `ROUNDS`
+    rounds of subspace iteration from it; the exact top eigenvalue of the Gram matrix.
+
+    Args:
+        M: The matrices (any common scale).
+        Y: U^T M for each of them, (N, B, r, C), which the engine carries as extra rows.
+        U: Orthonormal columns (B, R, r), one subspace per batch row, shared by the N
+            matrices.
+        frob: ||M||_F^2 (N, B) when the caller has it.
+
+    Returns:
+        lambda_1 = sigma_1^2, float64 (N, B).
+    """
+    N, B, R, C = M.shape
+    r = U.shape[-1]
+    flat, Yf = M.reshape(N * B, R, C), Y.reshape(N * B, r, C)
+    Uf = U.unsqueeze(0).expand(N, B, R, r).reshape(N * B, R, r)
+    if frob is None:
+        frob = torch.linalg.vector_norm(M, dim=(-2, -1)).to(torch.float64).pow(2)
+    frob = frob.reshape(N * B).to(torch.float64)
+    tol = max(TOLERANCE, 100 * float(torch.finfo(M.dtype).eps))
+    theta, others, residual, V = _ritz(flat, Yf, Uf)
+    zero = frob == 0
+    lam = torch.where(zero, torch.zeros_like(theta), theta)
+    ok = _certify(theta, others, residual, frob, tol) | zero
+    todo = torch.nonzero(~ok).flatten()
+    V = V[todo]
+    for _ in range(ROUNDS):
+        if todo.numel() == 0:
+            break
+        A = flat[todo]
+        V, _ = torch.linalg.qr(A @ (A.mT @ V))  # one round of subspace iteration
+        theta, others, residual, V = _ritz(A, V.mT @ A, V)
+        ok = _certify(theta, others, residual, frob[todo], tol)
+        lam[todo[ok]] = theta[ok]
+        todo, V = todo[~ok], V[~ok]
+    if todo.numel():
+        lam[todo] = gram_spectral(flat[todo]).to(torch.float64).pow(2)
+    return lam.view(N, B)
+
+
+def top_subspace(M: Tensor, U: Tensor, rounds: int = 2) -> Tensor:
+    """The top-r left singular subspace of each matrix of M (B, R, C), refined by `rounds` of
+    subspace iteration from U (B, R, r), Ritz vectors largest first: the start for the next
+    products. Rows with M = 0 keep U."""
+    B = M.shape[0]
+    scale = M.abs().amax(dim=(-2, -1), keepdim=True)
+    A = M / scale.clamp_min(torch.finfo(M.dtype).tiny)
+    V = U
+    for _ in range(rounds):
+        V, _ = torch.linalg.qr(A @ (A.mT @ V))  # (B, R, r)
+    _, W = torch.linalg.eigh(V.mT @ (A @ (A.mT @ V)))  # Rayleigh-Ritz, ascending
+    return torch.where(scale.view(B, 1, 1) > 0, V @ W.flip(-1), U)
+
+
+def matrix_values(M: Tensor, metric: str) -> Tensor:
+    """metric of every matrix of a (..., R, C) stack, exactly, float64 (...)."""
+    if metric == "maxabs":
+        return M.abs().amax(dim=(-2, -1)).to(torch.float64)
+    if metric == "frobenius":
+        return torch.linalg.matrix_norm(M, ord="fro").to(torch.float64)
+    return gram_spectral(M).to(torch.float64)
+
+
+def matrix_metric(matrices: Tensor, metric: str) -> Tensor:
+    """metric of each matrix of a (..., R, C) stack, float64 of shape (...), any magnitude.
+
+    Each matrix is divided by its largest entry first, so the squares inside the spectral and
+    Frobenius norms neither under- nor overflow.
+    """
+    check_metric(metric)
+    peak = matrices.abs().amax(dim=(-2, -1), keepdim=True)  # (..., 1, 1)
+    scaled = matrices / torch.where(peak > 0, peak, 1)
+    lead = scaled.shape[:-2]
+    values = matrix_values(scaled, metric)
+    return values.reshape(lead) * peak.reshape(lead).to(torch.float64)

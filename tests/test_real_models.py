@@ -1,0 +1,532 @@
+"""Models traced as their authors wrote them: a word language model called as
+forward(input, hidden) with dropout 0.5 in train mode, a loop over two nn.LSTMCell, an nn.GRU
+called once per step, and a model that holds BatchNorm.
+
+References never touch gradtrace. Each recurrence is re-run step by step through PyTorch's own
+modules (a one-layer copy of each layer, or the cell itself): c(k) = ||dh_T/dh_k||_2 comes from
+torch.autograd.functional.jacobian of h_T by h_k (c_k held fixed for an LSTM), and dL/dh_k from
+autograd by a zero perturbation added to h_k wherever h_k is used. The dropout masks are the
+ones the trace draws by its documented rule: the model's own nn.Dropout layers from torch's
+global generator set to `seed`, the masks between a module's layers as
+(rand(shape, generator=Generator().manual_seed(seed + 1)) < 1 - p) / (1 - p), layer by layer.
+Float64 throughout; tolerance 1e-8 on log10 (the two sides agree to about 1e-13).
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.autograd.functional import jacobian
+
+from gradtrace import trace
+from gradtrace.cli.main import run
+from gradtrace.records import TraceResult
+from gradtrace.tracing.losses import named_loss
+
+DTYPE = torch.float64
+ATOL = 1e-8
+T, B = 6, 3
+RNN_TYPES = ("LSTM", "GRU", "RNN_TANH", "RNN_RELU")
+
+# The word language model of pytorch/examples, as people write it (our own code): embedding,
+# dropout, a 2-layer recurrent module with dropout between its layers, dropout, a decoder
+# whose weight is the embedding's, log-softmax; called as model(input, hidden).
+RNN_MODEL = """
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class RNNModel(nn.Module):
+    def __init__(self, rnn_type, ntoken, ninp, nhid, nlayers, dropout=0.5, tie_weights=True):
+        super().__init__()
+        self.ntoken = ntoken
+        self.drop = nn.Dropout(dropout)
+        self.encoder = nn.Embedding(ntoken, ninp)
+        if rnn_type in ("LSTM", "GRU"):
+            self.rnn = getattr(nn, rnn_type)(ninp, nhid, nlayers, dropout=dropout)
+        else:
+            nonlinearity = {"RNN_TANH": "tanh", "RNN_RELU": "relu"}[rnn_type]
+            self.rnn = nn.RNN(ninp, nhid, nlayers, nonlinearity=nonlinearity, dropout=dropout)
+        self.decoder = nn.Linear(nhid, ntoken)
+        if tie_weights:
+            self.decoder.weight = self.encoder.weight
+        self.rnn_type, self.nhid, self.nlayers = rnn_type, nhid, nlayers
+
+    def forward(self, input, hidden):
+        emb = self.drop(self.encoder(input))
+        output, hidden = self.rnn(emb, hidden)
+        output = self.drop(output)
+        decoded = self.decoder(output).view(-1, self.ntoken)
+        return F.log_softmax(decoded, dim=1), hidden
+
+    def init_hidden(self, bsz):
+        weight = next(self.parameters())
+        if self.rnn_type == "LSTM":
+            return (weight.new_zeros(self.nlayers, bsz, self.nhid),
+                    weight.new_zeros(self.nlayers, bsz, self.nhid))
+        return weight.new_zeros(self.nlayers, bsz, self.nhid)
+
+
+VOCAB, SIZE = 40, 6
+
+
+def build(rnn_type):
+    torch.manual_seed(7)
+    model = RNNModel(rnn_type, VOCAB, SIZE, SIZE, 2).double()
+    with torch.no_grad():  # a wider spread than the default init, so relu units switch
+        for p in model.rnn.parameters():
+            p.mul_(3.0)
+    return model
+
+
+def build_lstm():
+    return build("LSTM")
+
+
+def build_gru():
+    return build("GRU")
+
+
+def build_rnn_tanh():
+    return build("RNN_TANH")
+
+
+def build_rnn_relu():
+    return build("RNN_RELU")
+"""
+
+namespace: dict[str, Any] = {}
+exec(compile(RNN_MODEL, "rnn_model", "exec"), namespace)  # the same source the CLI imports
+build = namespace["build"]
+VOCAB = namespace["VOCAB"]
+
+
+def data(seed: int = 0) -> tuple[Tensor, Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    tokens = torch.randint(0, VOCAB, (T, B), generator=gen)
+    targets = torch.randint(0, VOCAB, (T, B), generator=gen)
+    return tokens, targets
+
+
+def random_hidden(model: nn.Module, seed: int = 1) -> Any:
+    gen = torch.Generator().manual_seed(seed)
+    shape = (model.nlayers, B, model.nhid)
+    h = torch.randn(shape, generator=gen, dtype=DTYPE) * 0.5
+    if model.rnn_type == "LSTM":
+        return h, torch.randn(shape, generator=gen, dtype=DTYPE) * 0.5
+    return h
+
+
+def nll(out: tuple[Tensor, Any], targets: Tensor) -> Tensor:
+    return F.nll_loss(out[0], targets.reshape(-1))
+
+
+# ---------------------------------------------------------------- the reference
+
+
+def one_layer(module: nn.RNNBase, layer: int) -> nn.RNNBase:
+    """A one-layer, unidirectional copy of layer `layer` of `module`, with its parameters."""
+    options: dict[str, Any] = {
+        "input_size": module.input_size if layer == 0 else module.hidden_size,
+        "hidden_size": module.hidden_size,
+        "dtype": DTYPE,
+    }
+    if isinstance(module, nn.RNN):
+        options["nonlinearity"] = module.nonlinearity
+    with torch.random.fork_rng(devices=[]):  # its own init must not move the global generator
+        copy = type(module)(**options)
+    suffix = f"_l{layer}"
+    copy.load_state_dict(
+        {
+            name.removesuffix(suffix) + "_l0": p.detach()
+            for name, p in module.named_parameters()
+            if name.endswith(suffix)
+        }
+    )
+    return copy
+
+
+def step(copy: nn.RNNBase, x_t: Tensor, state: Any) -> Any:
+    """One step of a one-layer copy: x_t (B, I), state h (1, B, H) or (h, c)."""
+    return copy(x_t.unsqueeze(0), state)[1]
+
+
+def h_of(state: Any) -> Tensor:
+    return state[0] if isinstance(state, tuple) else state
+
+
+def with_h(state: Any, h: Tensor) -> Any:
+    return (h, state[1]) if isinstance(state, tuple) else h
+
+
+def layer_curve(copy: nn.RNNBase, u: Tensor, states: list[Any]) -> Tensor:
+    """log10 ||dh_T/dh_k||_2 for k = 0..T-1 by autograd through the copy, shape (B, T)."""
+    curve = []
+    for k in range(T):
+
+        def final_h(h: Tensor, k: int = k) -> Tensor:
+            state = with_h(states[k], h)
+            for t in range(k, T):
+                state = step(copy, u[t], state)
+            return h_of(state)[0]
+
+        J = jacobian(final_h, h_of(states[k]).detach())  # (B, H, 1, B, H)
+        J = torch.einsum("bibj->bij", J[:, :, 0])  # (B, H, H)
+        curve.append(torch.log10(torch.linalg.matrix_norm(J, ord=2)))
+    return torch.stack(curve, dim=1)
+
+
+def reference(
+    model: nn.Module, tokens: Tensor, hidden: Any, targets: Tensor, seed: int, train: bool
+) -> tuple[list[Tensor], list[Tensor], float]:
+    """Per layer: the curve (B, T) and log10 ||dL/dh_k|| (B, T + 1); and the loss."""
+    model.train(train)
+    rnn = model.rnn
+    rate = rnn.dropout if train else 0.0
+    torch.manual_seed(seed)  # the trace sets the global generator to `seed`
+    emb = model.drop(model.encoder(tokens))  # the model's first draw
+    with torch.no_grad():
+        rnn(emb, hidden)  # its recurrent module draws next (its own inter-layer dropout)
+    masks = torch.Generator().manual_seed(seed + 1)
+    layer_input, curves, deltas = emb, [], []
+    hs = hidden if isinstance(hidden, tuple) else (hidden,)
+    for layer in range(rnn.num_layers):
+        if layer and rate:
+            keep = 1.0 - rate
+            mask = (torch.rand(layer_input.shape, generator=masks) < keep).to(DTYPE) / keep
+            layer_input = layer_input * mask
+        copy = one_layer(rnn, layer)
+        first = tuple(h[layer : layer + 1] for h in hs)
+        state = first if len(first) == 2 else first[0]
+        delta = [torch.zeros(1, B, model.nhid, dtype=DTYPE, requires_grad=True)]
+        state = with_h(state, h_of(state) + delta[0])
+        states, outputs = [state], []
+        for t in range(T):
+            state = step(copy, layer_input[t], state)
+            delta.append(torch.zeros(1, B, model.nhid, dtype=DTYPE, requires_grad=True))
+            state = with_h(state, h_of(state) + delta[-1])
+            states.append(state)
+            outputs.append(h_of(state)[0])
+        u = layer_input.detach()
+        curves.append(layer_curve(copy, u, [tuple(map(Tensor.detach, s)) if isinstance(s, tuple)
+                                            else s.detach() for s in states]))  # fmt: skip
+        deltas.append(delta)
+        layer_input = torch.stack(outputs)  # (T, B, H)
+    decoded = model.decoder(model.drop(layer_input)).view(-1, model.ntoken)
+    loss = F.nll_loss(F.log_softmax(decoded, dim=1), targets.reshape(-1))
+    flat = [d for delta in deltas for d in delta]
+    grads = torch.autograd.grad(loss, flat)
+    profiles = []
+    for layer in range(rnn.num_layers):
+        g = torch.stack(grads[layer * (T + 1) : (layer + 1) * (T + 1)])[:, 0]  # (T + 1, B, H)
+        profiles.append(torch.log10(g.norm(dim=-1)).T)
+    return curves, profiles, float(loss.detach())
+
+
+# ---------------------------------------------------------------- the language model
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("rnn_type", RNN_TYPES)
+def test_word_language_model_equals_autograd_in_train_and_eval_mode(
+    rnn_type: str, train: bool
+) -> None:
+    model = build(rnn_type)
+    tokens, targets = data()
+    hidden = random_hidden(model)
+    seed = 11
+    result = trace(
+        model, tokens, hidden, loss_fn=nll, target=targets, seed=seed,
+        mode="train" if train else "eval",
+    )  # fmt: skip
+    curves, profiles, loss = reference(model, tokens, hidden, targets, seed, train)
+    assert result.mode == ("train" if train else "eval")
+    assert result.dropout_seed == (seed if train else None)
+    assert [(r.module, r.layer) for r in result.layers] == [("rnn", 0), ("rnn", 1)]
+    assert [r.dropout for r in result.layers] == ([0.0, 0.5] if train else [0.0, 0.0])
+    for rec, curve, profile in zip(result.layers, curves, profiles, strict=True):
+        torch.testing.assert_close(rec.log10_norm, curve, atol=ATOL, rtol=0)
+        assert rec.loss_grad_log10 is not None
+        torch.testing.assert_close(rec.loss_grad_log10, profile, atol=ATOL, rtol=0)
+    assert result.loss == pytest.approx(loss, rel=1e-12)
+
+
+def test_a_train_mode_trace_is_reproducible_and_its_seed_matters() -> None:
+    model = build("LSTM")
+    tokens, targets = data()
+    hidden = model.init_hidden(B)
+    first = trace(model, tokens, hidden, loss_fn=nll, target=targets, seed=3, mode="train")
+    again = trace(model, tokens, hidden, loss_fn=nll, target=targets, seed=3, mode="train")
+    other = trace(model, tokens, hidden, loss_fn=nll, target=targets, seed=4, mode="train")
+    for a, b, c in zip(first.layers, again.layers, other.layers, strict=True):
+        torch.testing.assert_close(a.log10_norm, b.log10_norm, atol=0, rtol=0)
+        assert not torch.allclose(a.loss_grad_log10, c.loss_grad_log10)  # type: ignore[arg-type]
+
+
+def _model_state(model: nn.Module) -> dict[str, Any]:
+    return {
+        "parameters": [p.detach().clone() for p in model.parameters()],
+        "buffers": [b.detach().clone() for b in model.buffers()],
+        "modes": [m.training for m in model.modules()],
+        "grads": [None if p.grad is None else p.grad.clone() for p in model.parameters()],
+        "rng": torch.get_rng_state(),
+    }
+
+
+def _assert_same(before: dict[str, Any], after: dict[str, Any]) -> None:
+    for key in ("parameters", "buffers", "grads"):
+        assert len(before[key]) == len(after[key]), key
+        for a, b in zip(before[key], after[key], strict=True):
+            assert (a is None and b is None) or torch.equal(a, b), key
+    assert before["modes"] == after["modes"]
+    assert torch.equal(before["rng"], after["rng"])
+
+
+class NormedTagger(nn.Module):
+    """BatchNorm over the features, an LSTM, a head: train mode updates BatchNorm's stats."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.norm = nn.BatchNorm1d(4, dtype=DTYPE)
+        self.lstm = nn.LSTM(4, 5, num_layers=2, dropout=0.3, dtype=DTYPE)
+        self.head = nn.Linear(5, 2, dtype=DTYPE)
+
+    def forward(self, x: Tensor) -> Tensor:  # x (T, B, 4)
+        x = self.norm(x.reshape(-1, 4)).reshape(x.shape)
+        return self.head(self.lstm(x)[0])
+
+
+@pytest.mark.parametrize("mode", ["model", "train", "eval"])
+def test_the_model_is_left_exactly_as_it_was(mode: str) -> None:
+    for model, args, loss_fn in (
+        (build("LSTM"), (data()[0], random_hidden(build("LSTM"))), nll),
+        (NormedTagger(), (torch.randn(T, B, 4, dtype=DTYPE),), None),
+    ):
+        model.train()
+        model.decoder.eval() if hasattr(model, "decoder") else model.head.eval()  # mixed modes
+        params = list(model.parameters())
+        params[0].grad = torch.ones_like(params[0])  # one grad set, the others None
+        torch.manual_seed(99)
+        before = _model_state(model)
+        if loss_fn is None:
+            trace(model, *args, loss_fn=lambda y: y.pow(2).mean(), mode=mode)
+        else:
+            trace(model, *args, loss_fn=loss_fn, target=data()[1], mode=mode)
+        _assert_same(before, _model_state(model))
+
+
+# ---------------------------------------------------------------- loops over cells
+
+
+class TwoCellSequence(nn.Module):
+    """Two stacked nn.LSTMCell in one Python loop (pytorch/examples time_sequence_prediction)."""
+
+    def __init__(self, hidden: int = 5) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.hidden = hidden
+        self.lstm1 = nn.LSTMCell(1, hidden, dtype=DTYPE)
+        self.lstm2 = nn.LSTMCell(hidden, hidden, dtype=DTYPE)
+        self.linear = nn.Linear(hidden, 1, dtype=DTYPE)
+
+    def forward(self, input: Tensor) -> Tensor:  # (B, T)
+        outputs = []
+        zeros = input.new_zeros(input.size(0), self.hidden)
+        h_t, c_t, h_t2, c_t2 = zeros, zeros, zeros, zeros
+        for input_t in input.split(1, dim=1):
+            h_t, c_t = self.lstm1(input_t, (h_t, c_t))
+            h_t2, c_t2 = self.lstm2(h_t, (h_t2, c_t2))
+            outputs += [self.linear(h_t2)]
+        return torch.cat(outputs, dim=1)
+
+
+def cell_curve(cell: nn.Module, u: Tensor, states: list[tuple[Tensor, Tensor]]) -> Tensor:
+    """log10 ||dh_T/dh_k||_2 through the cell itself, c_k held fixed, shape (B, T)."""
+    curve = []
+    for k in range(T):
+
+        def final_h(h: Tensor, k: int = k) -> Tensor:
+            state = (h, states[k][1])
+            for t in range(k, T):
+                state = cell(u[t], state)
+            return state[0]
+
+        J = torch.einsum("bibj->bij", jacobian(final_h, states[k][0]))
+        curve.append(torch.log10(torch.linalg.matrix_norm(J, ord=2)))
+    return torch.stack(curve, dim=1)
+
+
+def test_a_loop_over_two_lstm_cells_is_one_recurrence_per_cell() -> None:
+    model = TwoCellSequence()
+    x = torch.randn(B, T, generator=torch.Generator().manual_seed(2), dtype=DTYPE)
+    result = trace(model, x, loss_fn=lambda y: y.pow(2).sum())
+    assert [(r.module, r.calls, r.steps) for r in result.layers] == [
+        ("lstm1", T, T),
+        ("lstm2", T, T),
+    ]
+    with torch.no_grad():  # the states each cell went through, and what it read
+        zeros = x.new_zeros(B, model.hidden)
+        s1, s2 = [(zeros, zeros)], [(zeros, zeros)]
+        for t in range(T):
+            s1.append(model.lstm1(x[:, t : t + 1], s1[-1]))
+            s2.append(model.lstm2(s1[-1][0], s2[-1]))
+    u1 = x.T.unsqueeze(-1)  # (T, B, 1)
+    u2 = torch.stack([s[0] for s in s1[1:]])  # (T, B, H)
+    for rec, cell, u, states in ((result.layers[0], model.lstm1, u1, s1),
+                                 (result.layers[1], model.lstm2, u2, s2)):  # fmt: skip
+        torch.testing.assert_close(rec.log10_norm, cell_curve(cell, u, states), atol=ATOL, rtol=0)
+        assert rec.cell == "lstm" and rec.output_error is not None and rec.output_error < 1e-12
+    # The loss gradient at h2_k, by a zero perturbation of h2_k inside the same loop.
+    deltas = [torch.zeros(B, model.hidden, dtype=DTYPE, requires_grad=True) for _ in range(T + 1)]
+    state1, state2 = s1[0], (s2[0][0] + deltas[0], s2[0][1])
+    outputs = []
+    for t in range(T):
+        state1 = model.lstm1(x[:, t : t + 1], state1)
+        h2, c2 = model.lstm2(state1[0], state2)
+        state2 = (h2 + deltas[t + 1], c2)
+        outputs.append(model.linear(state2[0]))
+    grads = torch.autograd.grad(torch.cat(outputs, dim=1).pow(2).sum(), deltas)
+    expected = torch.log10(torch.stack(grads).norm(dim=-1)).T  # (B, T + 1)
+    assert result.layers[1].loss_grad_log10 is not None
+    torch.testing.assert_close(result.layers[1].loss_grad_log10, expected, atol=ATOL, rtol=0)
+
+
+class StepwiseGRU(nn.Module):
+    """An nn.GRU called once per time step, its hidden state carried by hand."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(4)
+        self.gru = nn.GRU(3, 4, num_layers=2, batch_first=True, dtype=DTYPE)
+        self.out = nn.Linear(4, 2, dtype=DTYPE)
+
+    def forward(self, x: Tensor) -> Tensor:  # (B, T, 3)
+        h, outputs = None, []
+        for t in range(x.shape[1]):
+            o, h = self.gru(x[:, t : t + 1], h)
+            outputs.append(self.out(o))
+        return torch.cat(outputs, dim=1)
+
+
+def test_an_nn_gru_called_once_per_step_is_one_recurrence() -> None:
+    model = StepwiseGRU()
+    x = torch.randn(B, T, 3, generator=torch.Generator().manual_seed(8), dtype=DTYPE)
+    result = trace(model, x)
+    whole = trace(model.gru, x)  # the same module run over the whole sequence at once
+    assert [(r.layer, r.calls, r.steps) for r in result.layers] == [(0, T, T), (1, T, T)]
+    for got, want in zip(result.layers, whole.layers, strict=True):
+        torch.testing.assert_close(got.log10_norm, want.log10_norm, atol=1e-12, rtol=0)
+    # And against autograd through one-layer copies of each layer, stepped by hand.
+    with torch.no_grad():
+        u = x.transpose(0, 1)  # (T, B, 3)
+        for layer, rec in enumerate(result.layers):
+            copy = one_layer(model.gru, layer)
+            states = [torch.zeros(1, B, 4, dtype=DTYPE)]
+            for t in range(T):
+                states.append(step(copy, u[t], states[-1]))
+            with torch.enable_grad():
+                expected = layer_curve(copy, u, states)
+            torch.testing.assert_close(rec.log10_norm, expected, atol=ATOL, rtol=0)
+            u = torch.stack([s[0] for s in states[1:]])
+
+
+# ---------------------------------------------------------------- the command line
+
+
+def invoke(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    capsys.readouterr()
+    try:
+        run(args)
+        code = 0
+    except SystemExit as done:
+        code = done.code if isinstance(done.code, int) else 1
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture
+def factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    (tmp_path / "wlm_models.py").write_text(textwrap.dedent(RNN_MODEL))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.mark.parametrize("train", [True, False], ids=["train", "eval"])
+@pytest.mark.parametrize("rnn_type", RNN_TYPES)
+def test_the_cli_traces_the_language_model_without_a_wrapper(
+    rnn_type: str, train: bool, factory: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tokens, targets = data()
+    torch.save(tokens, factory / "tokens.pt")
+    torch.save(targets, factory / "targets.pt")
+    spec = f"wlm_models:build_{rnn_type.lower()}"
+    mode = "train" if train else "eval"
+    args = ["trace", "--model", spec, "--input", "tokens.pt", "--init-hidden"]
+    args += ["--loss", "cross-entropy", "--target", "targets.pt", "--mode", mode]
+    code, out, err = invoke([*args, "--seed", "5", "--json", "--device", "cpu"], capsys)
+    assert code == 0, err
+    got = TraceResult.from_dict(json.loads(out))
+    model = build(rnn_type)
+    hidden = model.init_hidden(B)
+    want = trace(
+        model, tokens, hidden, loss_fn=named_loss("cross-entropy"), target=targets, seed=5,
+        mode=mode,
+    )  # fmt: skip
+    curves, profiles, loss = reference(model, tokens, hidden, targets, 5, train)
+    assert got.mode == mode and got.dropout_seed == want.dropout_seed
+    for g, w, curve, profile in zip(got.layers, want.layers, curves, profiles, strict=True):
+        torch.testing.assert_close(g.log10_norm, w.log10_norm, atol=0, rtol=0)
+        torch.testing.assert_close(g.log10_norm, curve, atol=ATOL, rtol=0)
+        torch.testing.assert_close(g.loss_grad_log10, profile, atol=ATOL, rtol=0)
+    assert got.loss == pytest.approx(loss, rel=1e-12)
+
+
+def test_the_cli_takes_the_hidden_state_as_a_second_input(
+    factory: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    model = build("LSTM")
+    tokens, _ = data()
+    hidden = random_hidden(model)
+    torch.save(tokens, factory / "tokens.pt")
+    torch.save(hidden, factory / "hidden.pt")  # a tuple (h, c)
+    args = ["trace", "--model", "wlm_models:build_lstm", "--input", "tokens.pt"]
+    args += ["--input", "hidden.pt", "--mode", "eval", "--json", "--device", "cpu"]
+    code, out, err = invoke(args, capsys)
+    assert code == 0, err
+    got = TraceResult.from_dict(json.loads(out))
+    want = trace(model, tokens, hidden, mode="eval")
+    for g, w in zip(got.layers, want.layers, strict=True):
+        torch.testing.assert_close(g.log10_norm, w.log10_norm, atol=0, rtol=0)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--loss", "hinge"], "`--loss` must be one of mean-square, sum, cross-entropy"),
+        (["--target", "targets.pt"], "`--target` needs a `--loss`"),
+        (["--loss", "cross-entropy"], "`--target` is needed for cross-entropy"),
+        (["--mode", "training"], "`--mode` must be one of model, train, eval"),
+        (["--loss", "cross-entropy", "--target", "bad.pt"], "`--target` must give one class"),
+    ],
+)
+def test_cli_loss_errors_are_one_sentence(
+    extra: list[str], message: str, factory: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tokens, targets = data()
+    torch.save(tokens, factory / "tokens.pt")
+    torch.save(targets, factory / "targets.pt")
+    torch.save(targets[:2], factory / "bad.pt")
+    args = ["trace", "--model", "wlm_models:build_gru", "--input", "tokens.pt", "--init-hidden"]
+    code, _, err = invoke([*args, *extra], capsys)
+    assert code == 2
+    assert err.startswith("gradtrace: error: ") and message in err and err.count("\n") == 1
