@@ -16,8 +16,8 @@ and if theta sits above that bound a, theta > a >= lambda_2, so by Kato-Temple
 
     theta <= lambda_1 <= theta + r^2 / (theta - a).
 
-A product is accepted when that interval is within `TOLERANCE` (1e-10) of theta, relative, so
-sqrt(theta) is sigma_1 to 5e-11 relative or better; the others (short products, whose singular
+A product is accepted when that interval is within `TOLERANCE` (1e-12) of theta, relative, so
+sqrt(theta) is sigma_1 to 5e-13 relative or better; the others (short products, whose singular
 values are still crowded) get the exact largest eigenvalue of the smaller Gram matrix
 (`torch.linalg.eigvalsh`). In float32 the tolerance is 100 eps (about 1e-5).
 """
@@ -31,7 +31,7 @@ from gradtrace.errors import check
 
 METRICS = ("spectral", "frobenius", "maxabs")
 ROUNDS = 3  # rounds of subspace iteration before the exact fallback
-TOLERANCE = 1e-10  # relative width of the certified interval for lambda_1 = sigma_1^2
+TOLERANCE = 1e-12  # relative width of the certified interval for lambda_1 = sigma_1^2
 
 
 def check_metric(metric: str) -> None:
