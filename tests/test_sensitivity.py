@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.functional import jacobian
 
+import gradtrace
 from gradtrace.cells import get_cell, replay
 from gradtrace.cells.random_weights import random_weights
 from gradtrace.core.engine import contribution_curve
@@ -154,11 +155,10 @@ def test_step_function_curve_and_loss_profile_equal_autograd_through_the_unrolle
 
         J = torch.einsum("bibj->bij", jacobian(unrolled, states[k]))
         curve.append(torch.log10(torch.linalg.matrix_norm(J, ord=2)))
-    loss_fn = lambda h: h.pow(2).sum()  # noqa: E731
-    rec = trace_step(step, x, s0, loss_fn=loss_fn)
+    rec = trace_step(step, x, s0, loss_fn=lambda states: states[-1].pow(2).sum())
     torch.testing.assert_close(rec.log10_norm, torch.stack(curve, 1), atol=ATOL, rtol=0)
     h_T = states[-1].clone().requires_grad_(True)
-    (g_T,) = torch.autograd.grad(loss_fn(h_T), h_T)
+    (g_T,) = torch.autograd.grad(h_T.pow(2).sum(), h_T)
     step_J = torch.stack(
         [
             torch.einsum("bibj->bij", jacobian(lambda h, t=t: step(x[t], h), states[t]))
@@ -168,6 +168,159 @@ def test_step_function_curve_and_loss_profile_equal_autograd_through_the_unrolle
     expected = loss_gradient_profile(step_J, g_T).log10_norm
     assert rec.loss_grad_log10 is not None
     torch.testing.assert_close(rec.loss_grad_log10, expected, atol=ATOL, rtol=0)
+
+
+def test_a_loss_of_every_step_equals_autograd_by_perturbation() -> None:
+    # L = sum_t w_t ||h_t||^2 reads every step's state; reference: a zero perturbation added
+    # to h_k inside the unrolled loop, dL/d delta_k = the whole gradient at h_k (1e-10).
+    gen = torch.Generator().manual_seed(9)
+    W = torch.randn(3, 3, generator=gen, dtype=DTYPE)
+    U = torch.randn(3, IN, generator=gen, dtype=DTYPE)
+    weights = torch.linspace(0.5, 2.0, T, dtype=DTYPE).view(T, 1, 1)
+
+    def step(x_t: Tensor, h: Tensor) -> Tensor:
+        return torch.tanh(h @ W.T + x_t @ U.T)
+
+    def loss_fn(states: Tensor) -> Tensor:  # (T, B, S)
+        return (weights * states.pow(2)).sum()
+
+    x, s0 = inputs(), torch.full((B, 3), 0.2, dtype=DTYPE)
+    rec = trace_step(step, x, s0, loss_fn=loss_fn)
+    deltas = [torch.zeros(B, 3, dtype=DTYPE, requires_grad=True) for _ in range(T + 1)]
+    h, outputs = s0 + deltas[0], []
+    for t in range(T):
+        h = step(x[t], h) + deltas[t + 1]
+        outputs.append(h)
+    grads = torch.autograd.grad(loss_fn(torch.stack(outputs)), deltas)
+    expected = torch.log10(torch.stack(grads).norm(dim=-1)).T  # (B, T + 1)
+    assert rec.loss_grad_log10 is not None
+    torch.testing.assert_close(rec.loss_grad_log10, expected, atol=ATOL, rtol=0)
+
+
+def test_an_lstm_cell_is_a_step_and_its_h_block_is_measured() -> None:
+    # nn.LSTMCell takes and returns (h, c); block "h" measures dh_T/dh_k with c_k held fixed,
+    # "full" the whole d(h_T, c_T)/d(h_k, c_k). References: autograd through the cell itself.
+    torch.manual_seed(12)
+    cell = nn.LSTMCell(IN, 3, dtype=DTYPE)
+    x = inputs()
+    gen = torch.Generator().manual_seed(2)
+    s0 = (0.5 * torch.randn(B, 3, generator=gen, dtype=DTYPE),) * 2
+    states = [s0]
+    with torch.no_grad():
+        for x_t in x:
+            states.append(cell(x_t, states[-1]))
+    h_curve, full_curve = [], []
+    for k in range(T):
+
+        def unrolled(h: Tensor, c: Tensor, k: int = k) -> Tensor:
+            state = (h, c)
+            for x_t in x[k:]:
+                state = cell(x_t, state)
+            return torch.cat(state, dim=-1)
+
+        Jh, Jc = jacobian(unrolled, states[k])  # each (B, 6, B, 3)
+        full = torch.cat([torch.einsum("bibj->bij", Jh), torch.einsum("bibj->bij", Jc)], -1)
+        h_curve.append(torch.log10(torch.linalg.matrix_norm(full[:, :3, :3], ord=2)))
+        full_curve.append(torch.log10(torch.linalg.matrix_norm(full, ord=2)))
+    rec_h = trace_step(cell, x, s0)  # block "h" by default
+    rec_full = trace_step(cell, x, s0, block="full")
+    torch.testing.assert_close(rec_h.log10_norm, torch.stack(h_curve, 1), atol=ATOL, rtol=0)
+    torch.testing.assert_close(rec_full.log10_norm, torch.stack(full_curve, 1), atol=ATOL, rtol=0)
+    assert (rec_h.hidden_size, rec_h.state_size) == (3, 6)
+
+
+def test_step_theory_is_the_largest_step_norm_and_spectral_radius() -> None:
+    # References: torch.linalg's spectral norm and eigenvalues of every autograd step
+    # Jacobian (1e-12 relative).
+    gen = torch.Generator().manual_seed(4)
+    W = 0.6 * torch.randn(3, 3, generator=gen, dtype=DTYPE)
+
+    def step(x_t: Tensor, h: Tensor) -> Tensor:
+        return torch.tanh(h @ W.T + x_t[:, :3])
+
+    x, s0 = inputs(), torch.zeros(B, 3, dtype=DTYPE)
+    rec = trace_step(step, x, s0)
+    states = [s0]
+    for x_t in x:
+        states.append(step(x_t, states[-1]))
+    J = torch.stack(
+        [
+            torch.einsum("bibj->bij", jacobian(lambda h, t=t: step(x[t], h), states[t]))
+            for t in range(T)
+        ]
+    )  # (T, B, 3, 3)
+    sigma = float(torch.linalg.matrix_norm(J, ord=2).max())
+    rho = float(torch.linalg.eigvals(J).abs().max())
+    assert rec.theory.sigma_max == pytest.approx(sigma, rel=1e-12)
+    assert rec.theory.spectral_radius == pytest.approx(rho, rel=1e-12)
+    assert f"norms up to {sigma:.3g}" in rec.note
+
+
+# ---------------------------------------------------------------- vocabulary-sized outputs
+
+
+class Vocabulary(nn.Module):
+    """An LSTM language-model head with a 10,000-way output, as sequence-to-logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.lstm = nn.LSTM(IN, 16, dtype=DTYPE)
+        self.decoder = nn.Linear(16, 10_000, dtype=DTYPE)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.decoder(self.lstm(x)[0])  # (T, B, 10000)
+
+
+def test_units_and_a_projection_equal_the_rows_of_the_full_jacobian() -> None:
+    model, x = fused_lstm(), inputs()
+    full = jacobian(lambda x: model(x)[0][-1], x)  # (B, O, T, B, I)
+    blocks = torch.einsum("botbi->btoi", full)  # (B, T, O, I)
+    units = input_sensitivity(model, x, units=[0, 2])
+    torch.testing.assert_close(
+        units.log10_norm,
+        torch.log10(torch.linalg.matrix_norm(blocks[:, :, [0, 2]], ord=2)),
+        atol=ATOL,
+        rtol=0,
+    )
+    R = torch.tensor([[1.0, -1.0, 0.5]], dtype=DTYPE)
+    projected = input_sensitivity(model, x, projection=R, metric="frobenius")
+    expected = torch.linalg.matrix_norm(torch.einsum("ro,btoi->btri", R, blocks))
+    torch.testing.assert_close(projected.log10_norm, torch.log10(expected), atol=ATOL, rtol=0)
+    assert units.quantity == projected.quantity == "R dy_T/dx_k"
+
+
+def test_a_loss_over_a_10000_way_output_is_one_backward_pass() -> None:
+    model = Vocabulary()
+    x = torch.randn(30, 4, IN, generator=torch.Generator().manual_seed(3), dtype=DTYPE)
+    target = torch.randint(0, 10_000, (30 * 4,), generator=torch.Generator().manual_seed(4))
+
+    def loss_fn(out: Tensor, y: Tensor) -> Tensor:
+        return nn.functional.cross_entropy(out.reshape(-1, 10_000), y)
+
+    passes = []
+    hook = model.decoder.register_full_backward_hook(lambda *a: passes.append(1))
+    profile = input_sensitivity(model, x, loss_fn=loss_fn, target=target)
+    hook.remove()
+    assert passes == [1]  # one backward pass, whatever the output's size
+    leaf = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(loss_fn(model(leaf), target), leaf)
+    torch.testing.assert_close(
+        profile.log10_norm, torch.log10(grad.norm(dim=-1)).T, atol=ATOL, rtol=0
+    )
+
+
+def test_without_a_loss_a_10000_way_output_is_refused_over_the_budget() -> None:
+    model = Vocabulary()
+    x = torch.randn(30, 4, IN, generator=torch.Generator().manual_seed(3), dtype=DTYPE)
+    passes = []
+    hook = model.decoder.register_full_backward_hook(lambda *a: passes.append(1))
+    with gradtrace.budget(max_seconds=1), pytest.raises(GradtraceError) as err:
+        input_sensitivity(model, x)
+    hook.remove()
+    message = str(err.value)
+    assert "10000 backward passes" in message and "`loss_fn`" in message and "`units`" in message
+    assert message.count(". ") == 0 and len(passes) <= 1  # one sentence, refused at once
 
 
 # ---------------------------------------------------------------- refusals

@@ -46,6 +46,8 @@ class Steps:
         cell: "rnn", "lstm", "gru" or "step".
         mode: "trajectory" or "checkpoint".
         forget_gates: LSTM only: f_t, (T, B, H), the cell path's diagonals.
+        block: The entries of the state that c(k) measures (rows and columns of ds_T/ds_k);
+            None for the cell's own choice (an LSTM's h, any other cell's whole state).
     """
 
     source: Tensor | StepSource
@@ -53,6 +55,7 @@ class Steps:
     cell: str
     mode: str
     forget_gates: Tensor | None = None
+    block: slice | None = None
 
     @classmethod
     def of(cls, run: Replay) -> Steps:
@@ -97,6 +100,8 @@ def theory_of(weights: Any, jacobians: Tensor | StepSource, metric: str) -> Theo
 
     A vanilla RNN's bound is (gamma sigma_max)^(T-k); any other cell's (and a step
     function's, `weights` None) is the product of the step norms, the worst over the batch.
+    A step function has no weights: its sigma_max and rho are the largest over the steps of
+    ||J_t||_2 and rho(J_t) (NaN where computing them exactly would cost more than the curve).
 
     Args:
         weights: The cell's weights, or None.
@@ -115,6 +120,11 @@ def theory_of(weights: Any, jacobians: Tensor | StepSource, metric: str) -> Theo
         bound = theory.rnn_bound_log10(gamma, sigma, T, metric, S)
         prediction = theory.eigen_prediction(gamma, rho)
         return Theory(gamma, sigma, rho, prediction, "(gamma*sigma_max)^(T-k)", bound, blocks)
+    if weights is None:  # a step function: the theory of its step Jacobians themselves
+        steps = theory.step_spectra(source)
+        if steps is not None:
+            blocks = {"J_t": steps}
+            sigma, rho = steps.sigma_max, steps.spectral_radius
     per_item = theory.norm_product_bound_log10(source, metric).amax(dim=0)  # (T,)
     label = theory.norm_product_bound_label(source)
     return Theory(None, sigma, rho, None, label, per_item.to("cpu", torch.float64), blocks)
@@ -154,21 +164,24 @@ def assemble(
     S = J.size
     P = S if w is None else w.proj_size
     # For an LSTM the hidden-state path is the (h, h) block of d(h_T, c_T)/d(h_k, c_k).
-    block = slice(0, P) if isinstance(w, LSTMWeights) else None
+    block = slice(0, P) if isinstance(w, LSTMWeights) else steps.block
+    if steps.block is not None:
+        P = len(range(S)[steps.block])
     curve = _cpu(contribution_curve(J, metric, rows=block, cols=block).log10_norm)  # (B, T)
     path = None
     if steps.forget_gates is not None:  # diag(f_t): the products stay diagonal, O(T H)
         path = _cpu(diagonal_curve(steps.forget_gates, metric).log10_norm)
     judgement = theory.judge(curve.mean(dim=0), metric, P)
     th = theory_of(w, J, metric)
-    spectrum = MatrixSpectrum(th.sigma_max, th.spectral_radius) if th.gamma else None
+    known = th.gamma is not None or "J_t" in th.blocks
+    spectrum = MatrixSpectrum(th.sigma_max, th.spectral_radius) if known else None
     return GradientFlow(
         cell=steps.cell,
         activation=w.activation if isinstance(w, RNNWeights) else None,
         metric=metric,
         mode=steps.mode,
         dtype=dtype_name(J.dtype),
-        hidden_size=w.hidden_size if w is not None else S,
+        hidden_size=w.hidden_size if w is not None else P,
         proj_size=P,
         state_size=S,
         log10_norm=curve,

@@ -129,6 +129,25 @@ def norm_product_bound_log10(jacobians: Tensor | StepSource, metric: str) -> Ten
     return bound if batched else bound[0]
 
 
+def step_spectra(jacobians: Tensor | StepSource) -> MatrixSpectrum | None:
+    """max over the steps and the batch of ||J_t||_2 and of rho(J_t), streamed a chunk at a
+    time; None past `EXACT_NORM_FLOPS`, where the decompositions would cost more than the
+    curve.
+
+    Args:
+        jacobians: (T, S, S), (T, B, S, S), or a step source.
+    """
+    source, _ = as_source(jacobians)
+    if step_norm_kind(source) != "exact":
+        return None
+    sigma, rho = 0.0, 0.0
+    for start, stop in chunks_forward(source.steps, chunk_steps(source)):
+        J = source.factors(start, stop).dense().to(torch.float64)  # (n, B, S, S)
+        sigma = max(sigma, float(torch.linalg.matrix_norm(J, ord=2).max()))
+        rho = max(rho, float(torch.linalg.eigvals(J).abs().max()))
+    return MatrixSpectrum(sigma, rho)
+
+
 def identity_log10(metric: str, size: int) -> float:
     """log10 metric(I) of the S x S identity: c at n = 0, before any step."""
     return 0.5 * math.log10(size) if metric == "frobenius" else 0.0
@@ -353,7 +372,8 @@ def write_note(
     Args:
         j: The curve's judgement.
         gamma: sup |phi'| for a vanilla RNN, else None.
-        spectrum: sigma_max and rho of W_hh (vanilla RNN), else None.
+        spectrum: sigma_max and rho of W_hh (vanilla RNN), or the largest over the steps of
+            ||J_t||_2 and rho(J_t) (a step function), else None.
         cell: "rnn", "lstm", "gru" or "step", for the gated and step-function wording.
     """
     measured = describe(j)
@@ -362,7 +382,18 @@ def write_note(
         head = f"gamma*rho = {g_rho:.3g} and gamma*sigma_max = {g_sigma:.3g}; measured: "
         return head + measured + ". " + _explain_rnn(j, gamma, spectrum)
     if cell == "step":
-        return f"Step function; measured: {measured}. The bound uses the step norms."
+        if spectrum is None:
+            return f"Step function; measured: {measured}. The bound uses the step norms."
+        return (
+            f"Step function; measured: {measured}. Its step Jacobians have norms up to "
+            f"{spectrum.sigma_max:.3g} and spectral radii up to {spectrum.spectral_radius:.3g}"
+            + (
+                ", so no step can amplify: the bound, the product of the step norms, "
+                "guarantees the decay."
+                if spectrum.sigma_max < 1
+                else "; the bound uses the step norms."
+            )
+        )
     return (
         f"Gated cell; measured: {measured}. The gates, not a fixed gamma, set each step's "
         "derivative, so the bound uses the step norms."

@@ -1,17 +1,23 @@
-"""A user's own recurrent step h_t = step(x_t, h_{t-1}) through the full engine.
+"""A user's own recurrent step s_t = step(x_t, s_{t-1}) through the full engine.
 
-No analytic Jacobian is needed: after the forward pass every (x_t, h_{t-1}) is known, so all
-T B step Jacobians J_t = dstep/dh at those points come from S backward passes of one batched
-call (`gradtrace.core.fixed_points.batched_jacobian`). They then go through the core's
-engine and theory as any cell's would: c(k), the bound prod_t ||J_t||_2, rate, verdict,
-horizon, Lyapunov spectrum, and ||dL/dh_k|| for a loss on the final state. The step must treat
-the rows of a batch independently (any ordinary cell does). Shapes: T time, B batch, I input,
-S state.
+No analytic Jacobian is needed: after the forward pass every (x_t, s_{t-1}) is known, so the
+step Jacobians J_t = dstep/ds at those points come from S backward passes of one batched call
+(`gradtrace.core.fixed_points.batched_jacobian`), a chunk of steps at a time, as the engine
+asks for them: memory stays O(T B S) plus one chunk, never the (T, B, S, S) stack. They then go
+through the core's engine and theory as any cell's would: c(k), the largest step norm and
+spectral radius, the bound prod_t ||J_t||_2, rate, verdict, horizon, the Lyapunov spectrum,
+and ||dL/ds_k|| for a loss of every step's state.
+
+The state may be a tensor (B, S) or a tuple of them, such as an LSTM cell's (h, c), in which
+case the step takes and returns the tuple (so `nn.LSTMCell` itself is a step) and the state
+is their concatenation; `block` picks the part measured. The step must treat the rows of a
+batch independently (any ordinary cell does). Shapes: T time, B batch, I input, S state.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -19,95 +25,208 @@ from torch import Tensor
 
 from gradtrace.analysis.flow import LyapunovOption, Steps, assemble, check_lyapunov_option
 from gradtrace.core.engine import check_metric
+from gradtrace.core.factors import DenseFactors
 from gradtrace.core.fixed_points import batched_jacobian
-from gradtrace.core.gradient_profile import loss_gradient_profile
-from gradtrace.errors import check
+from gradtrace.errors import GradtraceError, check
 from gradtrace.records.flow import GradientFlow
 from gradtrace.tracing.forward import LossFn, call_loss, check_inputs
 
-StepFn = Callable[[Tensor, Tensor], Tensor]
+State = Tensor | tuple[Tensor, ...]
+StepFn = Callable[[Tensor, Any], Any]
 
 
-def _run(step: StepFn, x: Tensor, s0: Tensor) -> Tensor:
-    """States s_0..s_T without gradients, shape (T + 1, B, S)."""
-    states = [s0]
-    with torch.no_grad():
-        for x_t in x:  # (B, I)
-            h = step(x_t, states[-1])
-            check(
-                isinstance(h, Tensor) and h.shape == s0.shape,
-                f"`step` must return the state's shape {tuple(s0.shape)}, "
-                f"got {getattr(h, 'shape', type(h).__name__)}",
-            )
-            states.append(h)
-    return torch.stack(states)
+@dataclass(frozen=True)
+class _Layout:
+    """How a (possibly tuple) state maps to the flat (B, S) state and back."""
+
+    sizes: tuple[int, ...] | None  # the widths of a tuple state's parts, None for a tensor
+
+    def flat(self, state: Any) -> Tensor:
+        return state if self.sizes is None else torch.cat(state, dim=-1)
+
+    def split(self, flat: Tensor) -> Any:
+        return flat if self.sizes is None else tuple(flat.split(self.sizes, dim=-1))
 
 
-def _step_jacobians(step: StepFn, x: Tensor, states: Tensor) -> Tensor:
-    """J_1..J_T by autograd, one batched call over all T B rows, shape (T, B, S, S)."""
-    T, B, S = states.shape[0] - 1, states.shape[1], states.shape[2]
-    x_rows = x.reshape(T * B, -1)  # (T B, I)
-    J = batched_jacobian(lambda h: step(x_rows, h), states[:-1].reshape(T * B, S))  # (T B, S, S)
-    return J.reshape(T, B, S, S)
+def _layout(s0: Any) -> _Layout:
+    if isinstance(s0, Tensor):
+        return _Layout(None)
+    check(
+        isinstance(s0, tuple) and len(s0) > 0 and all(isinstance(s, Tensor) for s in s0),
+        f"`s0` must be a tensor (B, S) or a tuple of them such as (h, c), got {type(s0).__name__}",
+    )
+    return _Layout(tuple(int(s.shape[-1]) for s in s0))
 
 
-def _loss_profile(loss_fn: LossFn | None, target: Any, states: Tensor, J: Tensor) -> Tensor | None:
-    """log10 ||dL/dh_k||, (B, T + 1), for a loss on h_T, by the engine's vector sweep."""
-    if loss_fn is None:
+def _call(step: StepFn, layout: _Layout, x_t: Tensor, s: Tensor) -> Tensor:
+    """One step on the flat state, checked to keep its shape, (B, S)."""
+    try:
+        out = step(x_t, layout.split(s))
+    except (RuntimeError, TypeError, ValueError, IndexError) as err:
+        detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        message = f"`step` failed on a state of shape {tuple(s.shape)}: {detail}"
+        raise GradtraceError(message) from err
+    same = (
+        isinstance(out, Tensor)
+        if layout.sizes is None
+        else isinstance(out, tuple | list) and len(out) == len(layout.sizes)
+    )
+    flat = layout.flat(tuple(out)) if same and layout.sizes is not None else out
+    check(
+        same and isinstance(flat, Tensor) and flat.shape == s.shape,
+        f"`step` must return the state's shape {tuple(s.shape)}"
+        + ("" if layout.sizes is None else f" as a tuple of {len(layout.sizes)} parts")
+        + f", got {getattr(out, 'shape', type(out).__name__)}",
+    )
+    return flat
+
+
+@dataclass(frozen=True, eq=False)
+class StepFunctionSource:
+    """The step Jacobians of a step function along its trajectory, by autograd, a chunk of
+    steps at a time (a `gradtrace.core.factors.StepSource`)."""
+
+    step: StepFn
+    layout: _Layout
+    inputs: Tensor  # (T, B, I)
+    starts: Tensor  # s_0..s_{T-1}, (T, B, S)
+
+    @property
+    def steps(self) -> int:
+        return int(self.starts.shape[0])
+
+    @property
+    def batch(self) -> int:
+        return int(self.starts.shape[1])
+
+    @property
+    def size(self) -> int:
+        return int(self.starts.shape[2])
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.starts.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.starts.device
+
+    def factors(self, start: int, stop: int) -> DenseFactors:
+        n, B, S = stop - start, self.batch, self.size
+        x = self.inputs[start:stop].reshape(n * B, -1)  # (n B, I)
+        s = self.starts[start:stop].reshape(n * B, S)
+
+        def at(h: Tensor) -> Tensor:
+            return _call(self.step, self.layout, x, h)
+
+        return DenseFactors(batched_jacobian(at, s).reshape(n, B, S, S))
+
+
+def _block(block: str | slice, layout: _Layout, S: int) -> slice | None:
+    """The entries of the flat state that `block` measures; None for all of them."""
+    if block == "full":
         return None
-    with torch.enable_grad():
-        h_T = states[-1].clone().requires_grad_(True)
-        (grad_last,) = torch.autograd.grad(call_loss(loss_fn, h_T, target), h_T)
-    return loss_gradient_profile(J, grad_last).log10_norm
+    if block == "h":
+        return None if layout.sizes is None else slice(0, layout.sizes[0])
+    check(
+        isinstance(block, slice) and len(range(S)[block]) > 0 and block.step in (None, 1),
+        f"`block` must be 'full', 'h' or a contiguous slice of the state's {S} entries, "
+        f"got {block!r}",
+    )
+    assert isinstance(block, slice)  # for the type checker
+    rows = range(S)[block]
+    return slice(rows.start, rows.stop)
+
+
+def _states(step: StepFn, layout: _Layout, x: Tensor, s0: Tensor, graph: bool) -> list[Tensor]:
+    """s_0..s_T (B, S) each, in the autograd graph when `graph` (s_0 a leaf)."""
+    with torch.set_grad_enabled(graph):
+        states = [s0.detach().clone().requires_grad_(graph)]
+        for x_t in x:  # (B, I)
+            states.append(_call(step, layout, x_t, states[-1]))
+    return states
+
+
+def _loss_profile(
+    loss_fn: LossFn, target: Any, layout: _Layout, states: list[Tensor], block: slice | None
+) -> Tensor:
+    """log10 ||dL/ds_k|| (of the measured block), k = 0..T, (B, T + 1), with L a loss of
+    every step's state: loss_fn(states (T, B, S) or a tuple of parts[, target])."""
+    stacked = torch.stack(states[1:])  # (T, B, S)
+    loss = call_loss(loss_fn, layout.split(stacked), target)
+    grads = torch.autograd.grad(loss, states, allow_unused=True, materialize_grads=True)
+    g = torch.stack(grads)[..., block or slice(None)].to(torch.float64)  # (T + 1, B, S')
+    return torch.log10(torch.linalg.vector_norm(g, dim=-1)).T.detach()
 
 
 def trace_step(
     step: StepFn,
     inputs: Tensor,
-    s0: Tensor,
+    s0: State,
     *,
     loss_fn: LossFn | None = None,
     target: Any = None,
+    block: str | slice = "h",
     metric: str = "spectral",
     lyapunov: LyapunovOption = None,
     seed: int = 0,
 ) -> GradientFlow:
-    """Trace a recurrence given as a function: c(k) = metric(dh_T/dh_k) and the rest.
+    """Trace a recurrence given as a function: c(k) = metric(ds_T/ds_k) and the rest.
 
     Args:
-        step: h_t = step(x_t (B, I), h_{t-1} (B, S)) -> (B, S), differentiable by torch.
+        step: s_t = step(x_t (B, I), s_{t-1}) -> s_t, differentiable by torch; the state is
+            (B, S) or a tuple such as (h, c), as `s0` gives it (`nn.LSTMCell` is a step).
         inputs: x_1..x_T, shape (T, B, I).
-        s0: The initial state, shape (B, S).
-        loss_fn: Optional loss of the final state, loss_fn(h_T[, target]) -> scalar; gives
-            ||dL/dh_k|| for k = 0..T.
+        s0: The initial state, (B, S) or a tuple of (B, S_i) parts.
+        loss_fn: Optional loss of every step's state, called with the states s_1..s_T
+            stacked, (T, B, S) (a tuple of (T, B, S_i) for a tuple state), and `target` if
+            given; gives ||dL/ds_k|| for k = 0..T, the whole gradient at s_k.
         target: The loss's target.
+        block: Which part of the state c(k) and ||dL/ds_k|| measure: "h" (the first part of
+            a tuple state, such as the h of (h, c); the whole of a tensor state), "full", or
+            a slice of the flat state.
         metric: "spectral", "frobenius" or "maxabs".
-        lyapunov: K, "full" or None, as in `gradtrace.tracing.trace`.
+        lyapunov: K, "full" or None, as in `gradtrace.tracing.trace` (of the full state).
         seed: Seeds the Lyapunov start directions.
 
     Returns:
-        A `GradientFlow` of cell "step"; the theory numbers that need weights are NaN and the
-        bound is the product of the step norms.
+        A `GradientFlow` of cell "step": theory.sigma_max and theory.spectral_radius are the
+        largest over the steps of ||J_t||_2 and rho(J_t), and the bound is the product of the
+        step norms.
 
     Raises:
-        GradtraceError: on malformed or non-finite `inputs` or `s0`, or a step that changes
-            the state's shape.
+        GradtraceError: on malformed or non-finite `inputs` or `s0`, a step that fails or
+            changes the state's shape, or a bad `block`.
+
+    Example:
+        >>> cell = torch.nn.LSTMCell(3, 4, dtype=torch.float64)
+        >>> s0 = (torch.zeros(2, 4, dtype=torch.float64),) * 2
+        >>> trace_step(cell, torch.randn(20, 2, 3, dtype=torch.float64), s0).log10_norm.shape
+        torch.Size([2, 20])
     """
     check_metric(metric)
     check_lyapunov_option(lyapunov)
     x = check_inputs(inputs)
     check(x.ndim == 3, f"`inputs` must have shape (T, B, I), got {tuple(x.shape)}")
-    s0 = check_inputs(s0)
+    layout = _layout(s0)
+    flat0 = layout.flat(s0)
+    for part in (s0,) if isinstance(s0, Tensor) else s0:
+        check_inputs(part)
     check(
-        s0.ndim == 2 and s0.shape[0] == x.shape[1],
-        f"`s0` must have shape (B = {x.shape[1]}, S), got {tuple(s0.shape)}",
+        flat0.ndim == 2 and flat0.shape[0] == x.shape[1],
+        f"`s0` must have shape (B = {x.shape[1]}, S), got {tuple(flat0.shape)}",
     )
-    states = _run(step, x, s0)  # (T + 1, B, S)
-    J = _step_jacobians(step, x, states)  # (T, B, S, S)
+    measured = _block(block, layout, flat0.shape[1])
+    states = _states(step, layout, x, flat0, graph=loss_fn is not None)
+    profile = None
+    if loss_fn is not None:
+        profile = _loss_profile(loss_fn, target, layout, states, measured)
+    starts = torch.stack([s.detach() for s in states[:-1]])  # (T, B, S)
+    source = StepFunctionSource(step, layout, x.detach(), starts)
     return assemble(
-        Steps(J, None, "step", "trajectory"),
+        Steps(source, None, "step", "trajectory", block=measured),
         metric=metric,
-        loss_grad_log10=_loss_profile(loss_fn, target, states, J),
+        loss_grad_log10=profile,
         lyapunov=lyapunov,
         seed=seed,
         module="step",
