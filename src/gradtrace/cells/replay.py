@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 
 from gradtrace.cells._checks import check_finite, check_tensor
-from gradtrace.core.factors import Factors
+from gradtrace.core.factors import Factors, StatesShape
 from gradtrace.errors import check
 
 if TYPE_CHECKING:
@@ -39,7 +39,7 @@ CHUNK_STEPS = 64  # steps whose Jacobians are evaluated in one batched call by d
 
 
 @dataclass(frozen=True, eq=False)
-class Replay:
+class Replay(StatesShape):
     """A recurrence replayed (see the module docstring).
 
     Attributes:
@@ -58,29 +58,6 @@ class Replay:
     starts: Tensor
     final: Tensor | None = None
     graph: tuple[Tensor, ...] | None = None
-
-    @property
-    def steps(self) -> int:
-        """T."""
-        return int(self.starts.shape[0])
-
-    @property
-    def batch(self) -> int:
-        """B."""
-        return int(self.starts.shape[1])
-
-    @property
-    def size(self) -> int:
-        """S."""
-        return int(self.starts.shape[2])
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.starts.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.starts.device
 
     def factors(self, start: int, stop: int) -> Factors:
         """The step Jacobians J_{start+1}..J_{stop} as `gradtrace.core.factors.Factors`: how

@@ -73,6 +73,36 @@ class StepSource(Protocol):
     def factors(self, start: int, stop: int) -> Factors: ...
 
 
+class StatesShape:
+    """steps, batch, size, dtype and device of a source that holds the state each step
+    starts from as `starts` (T, B, S): a cell's replay, a step function's trajectory."""
+
+    starts: Tensor
+
+    @property
+    def steps(self) -> int:
+        """T."""
+        return int(self.starts.shape[0])
+
+    @property
+    def batch(self) -> int:
+        """B."""
+        return int(self.starts.shape[1])
+
+    @property
+    def size(self) -> int:
+        """S."""
+        return int(self.starts.shape[2])
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.starts.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.starts.device
+
+
 @dataclass(frozen=True, eq=False)
 class DenseFactors:
     """Explicit Jacobians J (n, B, S, S) of a chunk."""

@@ -25,7 +25,7 @@ from torch import Tensor
 
 from gradtrace.analysis.flow import LyapunovOption, Steps, assemble, check_lyapunov_option
 from gradtrace.core.engine import check_metric
-from gradtrace.core.factors import DenseFactors
+from gradtrace.core.factors import DenseFactors, StatesShape
 from gradtrace.core.fixed_points import batched_jacobian
 from gradtrace.errors import GradtraceError, check
 from gradtrace.records.flow import GradientFlow
@@ -82,7 +82,7 @@ def _call(step: StepFn, layout: _Layout, x_t: Tensor, s: Tensor) -> Tensor:
 
 
 @dataclass(frozen=True, eq=False)
-class StepFunctionSource:
+class StepFunctionSource(StatesShape):
     """The step Jacobians of a step function along its trajectory, by autograd, a chunk of
     steps at a time (a `gradtrace.core.factors.StepSource`)."""
 
@@ -90,26 +90,6 @@ class StepFunctionSource:
     layout: _Layout
     inputs: Tensor  # (T, B, I)
     starts: Tensor  # s_0..s_{T-1}, (T, B, S)
-
-    @property
-    def steps(self) -> int:
-        return int(self.starts.shape[0])
-
-    @property
-    def batch(self) -> int:
-        return int(self.starts.shape[1])
-
-    @property
-    def size(self) -> int:
-        return int(self.starts.shape[2])
-
-    @property
-    def dtype(self) -> torch.dtype:
-        return self.starts.dtype
-
-    @property
-    def device(self) -> torch.device:
-        return self.starts.device
 
     def factors(self, start: int, stop: int) -> DenseFactors:
         n, B, S = stop - start, self.batch, self.size
