@@ -65,7 +65,8 @@ def test_sizes_parse(text: str | float, expected: float) -> None:
 # Each request an audit saw hang or blow up, as a Python call, and the argument it must name.
 PYTHON_CASES: list[tuple[Callable[[], object], str]] = [
     (lambda: gradtrace.depth_profile(layers=100_000), "`layers`"),
-    (lambda: gradtrace.curve(hidden_size=2000, steps=100), "`hidden_size`"),
+    (lambda: gradtrace.curve(hidden_size=2000, steps=100, estimate="exact"), "`hidden_size`"),
+    (lambda: gradtrace.curve(hidden_size=20_000, steps=100), "`hidden_size`"),
     (lambda: gradtrace.curve(batch=1_000_000), "`batch`"),
     (lambda: gradtrace.curve(hidden_size=100_000), "`hidden_size`"),
     (lambda: gradtrace.curve(steps=1_000_000_000), "`steps`"),
@@ -87,7 +88,7 @@ def test_python_entry_points_refuse_before_allocating(
 
 
 def test_a_raised_budget_lets_a_request_through() -> None:
-    config = gradtrace.analysis.curve.CurveConfig(hidden_size=2000, steps=100)
+    config = gradtrace.analysis.curve.CurveConfig(hidden_size=2000, steps=100, estimate="exact")
     with pytest.raises(GradtraceError):
         budgets.require(config.work(), "`hidden_size`")
     with gradtrace.budget(max_memory="1TB", max_seconds=1e6):
@@ -104,7 +105,8 @@ def test_a_seed_torch_cannot_take_is_refused() -> None:
 # The CLI cases of the audit, and the option each message must name.
 CLI_CASES = [
     (["mlp", "--layers", "100000"], "`--layers`"),
-    (["curve", "--hidden", "2000", "--steps", "100"], "`--hidden`"),
+    (["curve", "--hidden", "2000", "--steps", "100", "--estimate", "exact"], "`--hidden`"),
+    (["curve", "--hidden", "20000", "--steps", "100"], "`--hidden`"),
     (["map", "--steps", "1000000000"], "`--steps`"),
     (["map", "--iterates", "100000000"], "`--iterates`"),
     (["cliff", "--iterations", "1000000000"], "`--iterations`"),

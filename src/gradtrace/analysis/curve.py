@@ -27,6 +27,7 @@ from gradtrace.analysis.flow import LyapunovOption, Steps, assemble, check_lyapu
 from gradtrace.cells import CELLS, RNNWeights, cell_of, checkpoint, random_weights, replay
 from gradtrace.core.activations import ACTIVATIONS
 from gradtrace.core.engine import METRICS, sweep_work
+from gradtrace.core.matrix_free import check_estimate, matrix_free_work, resolve_estimate
 from gradtrace.core.spectra import parse_spectrum
 from gradtrace.errors import GradtraceError, check, check_seed
 from gradtrace.io.arrays import array_tensor, load_arrays
@@ -56,6 +57,8 @@ class CurveConfig:
         dtype: "float64" or "float32".
         device: "auto", "cpu" or "cuda".
         lyapunov: K, "full" or None: the top-K Lyapunov spectrum besides lambda_1.
+        estimate: "auto" (exact unless its work is over the budget), "exact" or
+            "matrix-free" (spectral only; `gradtrace.core.matrix_free`).
     """
 
     cell: str = "rnn"
@@ -72,6 +75,7 @@ class CurveConfig:
     dtype: str = "float64"
     device: str = "auto"
     lyapunov: LyapunovOption = None
+    estimate: str = "auto"
 
     def validate(self) -> None:
         """Raise `GradtraceError` on the first option that is out of range."""
@@ -96,6 +100,7 @@ class CurveConfig:
             )
         check_seed(self.seed)
         check_lyapunov_option(self.lyapunov)
+        check_estimate(self.estimate, self.metric)
         if self.mode == "checkpoint":
             check(
                 self.cell == "rnn",
@@ -116,6 +121,8 @@ class CurveConfig:
         item = torch.finfo(DTYPES[self.dtype]).bits // 8
         data = item * (gates * H * (H + I) + T * B * (I + 2 * S))
         replay_cost = budgets.Work(memory=data, flops=T * B * S * S * 20.0, steps=T * 10.0)
+        if resolve_estimate(self.estimate, self.metric, T, B, S, item) == "matrix-free":
+            return replay_cost + matrix_free_work(T, B, S, item)
         return replay_cost + sweep_work(T, B, S, self.metric, item)
 
 
@@ -146,7 +153,10 @@ def _weights_file(config: CurveConfig, dtype: torch.dtype, device: torch.device)
             f"`h` in `weights` must have shape {(x.shape[0], weights.hidden_size)} to match "
             f"`x` and `W_hh`, got {tuple(h.shape)}",
         )
-        return analyse(weights, x, states=h, metric=config.metric, lyapunov=config.lyapunov)
+        return analyse(
+            weights, x, states=h, metric=config.metric, lyapunov=config.lyapunov,
+            estimate=config.estimate,
+        )  # fmt: skip
     h0 = get("h0") if "h0" in arrays else None
     if h0 is not None:
         check(
@@ -154,7 +164,10 @@ def _weights_file(config: CurveConfig, dtype: torch.dtype, device: torch.device)
             f"`h0` in `weights` must have shape ({weights.hidden_size},), got {tuple(h0.shape)}",
         )
         h0 = h0.unsqueeze(0)
-    return analyse(weights, x.unsqueeze(1), h0, metric=config.metric, lyapunov=config.lyapunov)
+    return analyse(
+        weights, x.unsqueeze(1), h0, metric=config.metric, lyapunov=config.lyapunov,
+        estimate=config.estimate,
+    )  # fmt: skip
 
 
 def run_curve(config: CurveConfig) -> GradientFlow:
@@ -189,8 +202,9 @@ def run_curve(config: CurveConfig) -> GradientFlow:
     else:
         states = None
     return analyse(
-        weights, x, states=states, metric=config.metric, lyapunov=config.lyapunov, seed=config.seed
-    )
+        weights, x, states=states, metric=config.metric, lyapunov=config.lyapunov,
+        seed=config.seed, estimate=config.estimate,
+    )  # fmt: skip
 
 
 def curve(**options: Any) -> GradientFlow:
@@ -222,6 +236,7 @@ def analyse(
     metric: str = "spectral",
     lyapunov: LyapunovOption = None,
     seed: int = 0,
+    estimate: str = "auto",
 ) -> GradientFlow:
     """The contribution curve of a cell's weights on given inputs, with the theory beside it.
 
@@ -237,6 +252,7 @@ def analyse(
         metric: "spectral", "frobenius" or "maxabs".
         lyapunov: K, "full" or None.
         seed: Seeds the Lyapunov start directions.
+        estimate: "auto", "exact" or "matrix-free", as in `CurveConfig`.
 
     Raises:
         GradtraceError: on weights of another type, or inputs and states that do not fit.
@@ -263,4 +279,4 @@ def analyse(
             s0 = x.new_zeros(x.shape[1], cell.state_size(weights))
         with torch.no_grad():
             run = replay(cell, weights, x, s0)
-    return assemble(Steps.of(run), metric=metric, lyapunov=lyapunov, seed=seed)
+    return assemble(Steps.of(run), metric=metric, lyapunov=lyapunov, seed=seed, estimate=estimate)

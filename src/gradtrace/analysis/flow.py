@@ -28,6 +28,7 @@ from gradtrace.core.activations import get_activation
 from gradtrace.core.engine import check_metric, contribution_curve, diagonal_curve
 from gradtrace.core.factors import StepSource, as_source
 from gradtrace.core.lyapunov import source_spectrum, start_frame, top_exponent
+from gradtrace.core.matrix_free import matrix_free_curve, resolve_estimate
 from gradtrace.errors import check, check_seed
 from gradtrace.io.devices import dtype_name
 from gradtrace.records.flow import GradientFlow, LyapunovSpectrum, MatrixSpectrum, Theory
@@ -141,6 +142,7 @@ def assemble(
     loss_grad_log10: Tensor | None = None,
     lyapunov: LyapunovOption = None,
     seed: int = 0,
+    estimate: str = "auto",
     **provenance: Any,
 ) -> GradientFlow:
     """Measure c(k) from the steps and put the theory, the judgement and the note beside it.
@@ -150,7 +152,9 @@ def assemble(
         metric: "spectral", "frobenius" or "maxabs".
         loss_grad_log10: log10 ||dL/dh_k||, (B, T + 1), when a loss was given.
         lyapunov: K, "full" or None: the top-K Lyapunov spectrum besides lambda_1.
-        seed: Seeds the Lyapunov start directions.
+        seed: Seeds the Lyapunov start directions (and a matrix-free estimate's frame).
+        estimate: "exact", "matrix-free" (`gradtrace.core.matrix_free`, spectral only) or
+            "auto": exact unless its work is over the budget in force.
         **provenance: module, layer, direction, calls, output_error of a traced layer.
 
     Returns:
@@ -167,7 +171,14 @@ def assemble(
     block = slice(0, P) if isinstance(w, LSTMWeights) else steps.block
     if steps.block is not None:
         P = len(range(S)[steps.block])
-    curve = _cpu(contribution_curve(J, metric, rows=block, cols=block).log10_norm)  # (B, T)
+    item = torch.finfo(J.dtype).bits // 8
+    how = resolve_estimate(estimate, metric, J.steps, J.batch, S, item)
+    error = 0.0
+    if how == "exact":
+        curve = _cpu(contribution_curve(J, metric, rows=block, cols=block).log10_norm)  # (B, T)
+    else:
+        estimated = matrix_free_curve(J, rows=block, cols=block, seed=seed)
+        curve, error = _cpu(estimated.log10_norm), estimated.error
     path = None
     if steps.forget_gates is not None:  # diag(f_t): the products stay diagonal, O(T H)
         path = _cpu(diagonal_curve(steps.forget_gates, metric).log10_norm)
@@ -194,5 +205,7 @@ def assemble(
         cell_path_log10=path,
         loss_grad_log10=None if loss_grad_log10 is None else _cpu(loss_grad_log10),
         lyapunov=lyapunov_of(J, lyapunov, seed),
+        estimate=how,
+        estimate_error=error,
         **provenance,
     )

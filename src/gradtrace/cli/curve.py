@@ -41,6 +41,13 @@ def curve(
     metric: Annotated[str, typer.Option(help="spectral, frobenius or maxabs.")] = "spectral",
     dtype: Annotated[str, typer.Option(help="float64 or float32.")] = "float64",
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+    estimate: Annotated[
+        str,
+        typer.Option(
+            help="auto (exact unless over the work budget), exact, or matrix-free: the "
+            "spectral norm from a few vector-Jacobian products per step, O(T r H^2)."
+        ),
+    ] = "auto",
     as_json: Json = False,
     plot: Plot = None,
 ) -> None:
@@ -66,6 +73,7 @@ def curve(
         metric=metric,
         dtype=dtype,
         device=device,
+        estimate=estimate,
     )
     flow = run_curve(config)
     th = flow.theory
@@ -79,6 +87,12 @@ def curve(
             f"{flow.horizon} steps, top Lyapunov exponent {flow.lyapunov_max:+.4g}/step\n"
             f"theory: gamma={th.gamma}, sigma_max={th.sigma_max:.4g}, "
             f"spectral radius={th.spectral_radius:.4g}\n{flow.note}"
+            + (
+                f"\nmatrix-free estimate, last refinement moved it {flow.estimate_error:.2g} "
+                "decades"
+                if flow.estimate == "matrix-free"
+                else ""
+            )
         ),
     )
 

@@ -162,6 +162,13 @@ def trace_command(
         int, typer.Option(help="Seed of the random input, dropout masks and Lyapunov start.")
     ] = 0,
     device: Annotated[str, typer.Option(help="cpu, cuda or auto.")] = "auto",
+    estimate: Annotated[
+        str,
+        typer.Option(
+            help="auto (exact unless over the work budget), exact, or matrix-free "
+            "(spectral norm from a few vector-Jacobian products per step)."
+        ),
+    ] = "auto",
     sensitivity: Annotated[
         bool,
         typer.Option(
@@ -245,7 +252,7 @@ def trace_command(
     k = _parse_lyapunov(lyapunov)
     result = trace(
         net, *args, module=module, loss_fn=loss_fn, target=y, metric=metric, lyapunov=k,
-        seed=seed, mode=mode,
+        seed=seed, mode=mode, estimate=estimate,
     )  # fmt: skip
     finish(result, as_json=as_json, plot=plot, summary=lambda: _summary(result))
 

@@ -46,6 +46,8 @@ def draw_flow(ax: Any, flow: GradientFlow, title: str | None = None) -> None:
         low, high = finite_values(curves.amin(dim=0)), finite_values(curves.amax(dim=0))
         ax.fill_between(k, low, high, color="tab:blue", alpha=0.2, lw=0, label="batch range")
     label = f"measured ({flow.metric})" + (", batch mean" if flow.batch > 1 else "")
+    if flow.estimate == "matrix-free":
+        label += f", matrix-free lower bound (moved {flow.estimate_error:.1g} decades last round)"
     ax.plot(k, mean, color="tab:blue", lw=2, label=label)
     bound = _bound(ax, flow, k, mean)
     if flow.cell_path_log10 is not None:

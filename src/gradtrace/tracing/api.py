@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from gradtrace.analysis.flow import LyapunovOption, Steps, assemble, check_lyapunov_option
 from gradtrace.core.engine import check_metric
+from gradtrace.core.matrix_free import check_estimate
 from gradtrace.errors import check, check_seed
 from gradtrace.records.flow import GradientFlow
 from gradtrace.records.trace import TraceResult
@@ -62,6 +63,7 @@ def trace(
     lyapunov: LyapunovOption = None,
     seed: int = 0,
     mode: str = "model",
+    estimate: str = "auto",
     **kwargs: Any,
 ) -> TraceResult:
     """Measure how gradients flow back through time in each recurrent layer of `model`.
@@ -86,6 +88,9 @@ def trace(
             gradtrace's generator set to `seed + 1`; also seeds the Lyapunov starts.
         mode: "model" traces the model in the mode it is in; "train" or "eval" switch it for
             the trace only.
+        estimate: "auto" (exact unless its work is over the budget in force), "exact", or
+            "matrix-free" (the spectral norm from a few vector-Jacobian products per step,
+            for large states; `gradtrace.core.matrix_free`).
         **kwargs: Passed to `model` as well.
 
     Returns:
@@ -105,6 +110,7 @@ def trace(
         torch.Size([4, 50])
     """
     check_metric(metric)
+    check_estimate(estimate, metric)
     check_lyapunov_option(lyapunov)
     check_seed(seed)
     check(mode in MODES, f"`mode` must be one of {', '.join(MODES)}, got {mode!r}")
@@ -134,7 +140,7 @@ def trace(
                 loss = call_loss(loss_fn, output, target)
                 grads = loss_gradients(loss, called)
     layers = [
-        _record(call, track, grads.get((c, i)), splice, metric, lyapunov, seed)
+        _record(call, track, grads.get((c, i)), splice, metric, lyapunov, seed, estimate)
         for c, call in enumerate(called)
         for i, track in enumerate(call.tracks)
     ]
@@ -165,6 +171,7 @@ def _record(
     metric: str,
     lyapunov: LyapunovOption,
     seed: int,
+    estimate: str,
 ) -> GradientFlow:
     run = track.replay(spliced)
     return assemble(
@@ -173,6 +180,7 @@ def _record(
         loss_grad_log10=_loss_profile(grad, run.weights.proj_size),
         lyapunov=lyapunov,
         seed=seed,
+        estimate=estimate,
         module=call.path,
         layer=track.layer,
         direction=DIRECTIONS[track.direction],
