@@ -142,3 +142,28 @@ def test_certified_spectral_norm_equals_the_svd_to_1e_10_relative(S: int, B: int
     want = torch.stack(expected[::-1], dim=1)  # (B, T)
     got = 10 ** contribution_curve(J, "spectral").log10_norm
     assert float(((got - want).abs() / want).max()) <= 1e-10
+
+
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float64, 1e-12), (torch.float32, 1e-4)])
+def test_every_tier_of_the_certificate_meets_its_tolerance(dtype: torch.dtype, tol: float) -> None:
+    # Three kinds of matrices, one per tier: a dominant top singular value that the carried
+    # subspace already holds (Ritz), a moderate gap (inertia after subspace iteration) and
+    # Gaussian matrices whose top singular values crowd (the exact fallback). Reference:
+    # torch.linalg.svdvals in float64 of the same matrices, relative error on sigma_1^2.
+    from gradtrace.core.spectral import certified_spectral
+
+    gen = torch.Generator().manual_seed(3)
+    n, R, r = 6, 60, 8
+    U0, _ = torch.linalg.qr(torch.randn(R, R, generator=gen, dtype=DTYPE))
+    V0, _ = torch.linalg.qr(torch.randn(R, R, generator=gen, dtype=DTYPE))
+    spectra = [
+        torch.cat([torch.tensor([10.0], dtype=DTYPE), torch.linspace(1, 0.1, R - 1, dtype=DTYPE)]),
+        torch.linspace(2.0, 0.1, R, dtype=DTYPE),
+    ]
+    M = torch.stack([U0 @ torch.diag(s) @ V0.T for s in spectra for _ in range(n // 2)])
+    crowded = torch.randn(n, R, R, generator=gen, dtype=DTYPE)
+    M = torch.stack([M, crowded]).to(dtype)  # (2, n, R, R): N = 2 products of B = n rows
+    U = U0[:, :r].to(dtype).expand(n, R, r).contiguous()
+    lam = certified_spectral(M, U.mT.unsqueeze(0) @ M, U)
+    exact = torch.linalg.svdvals(M.to(DTYPE))[..., 0].pow(2)
+    assert float(((lam - exact).abs() / exact).max()) <= tol

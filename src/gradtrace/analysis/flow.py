@@ -26,7 +26,7 @@ from gradtrace.cells import LSTMWeights, Replay, RNNWeights
 from gradtrace.core import theory
 from gradtrace.core.activations import get_activation
 from gradtrace.core.engine import check_metric, contribution_curve, diagonal_curve
-from gradtrace.core.factors import StepSource, as_source
+from gradtrace.core.factors import StepSource, as_source, hold
 from gradtrace.core.lyapunov import source_spectrum, start_frame, top_exponent
 from gradtrace.core.matrix_free import matrix_free_curve, resolve_estimate
 from gradtrace.errors import check, check_seed
@@ -163,7 +163,7 @@ def assemble(
     check_metric(metric)
     check_lyapunov_option(lyapunov)
     check_seed(seed)
-    J, _ = as_source(steps.source)  # streamed by every measurement below
+    J = hold(as_source(steps.source)[0])  # streamed, or held when small, by all below
     w = steps.weights
     S = J.size
     P = S if w is None else w.proj_size

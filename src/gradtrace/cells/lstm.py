@@ -280,15 +280,27 @@ class LSTMFactors:
 
     def norm_bound(self) -> Tensor:
         """||J_t||_F >= ||J_t||_2 from the blocks, (n, B)."""
-        hh, ch, e, f = (b.to(torch.float64) for b in self.blocks)
-        squares = hh.pow(2).sum((-2, -1)) + ch.pow(2).sum((-2, -1)) + f.pow(2).sum(-1)
+        hh, ch, e, f = self.blocks
+
+        def sq(t: Tensor, dims: tuple[int, ...]) -> Tensor:  # accumulated in float64
+            return torch.linalg.vector_norm(t, dim=dims, dtype=torch.float64).pow(2)
+
+        squares = sq(hh, (-2, -1)) + sq(ch, (-2, -1)) + sq(f, (-1,))
         if self.W_proj is None:
-            squares = squares + e.pow(2).sum(-1)
+            squares = squares + sq(e, (-1,))
         else:  # ||W_proj diag(e)||_F^2 = sum_j e_j^2 ||column j of W_proj||^2
-            squares = squares + e.pow(2) @ self.W_proj.to(torch.float64).pow(2).sum(0)
+            e64 = e.to(torch.float64)
+            squares = squares + e64.pow(2) @ self.W_proj.to(torch.float64).pow(2).sum(0)
         return squares.sqrt()
 
     norm_label = "||J_t||_F"
+
+    def window(self, start: int, stop: int) -> LSTMFactors:
+        return LSTMFactors(LSTMBlocks(*(b[start:stop] for b in self.blocks)), self.W_proj)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(int(b.numel() * b.element_size()) for b in self.blocks)
 
 
 def lstm_factors(w: LSTMWeights, x: Tensor, s: Tensor, steps: int) -> LSTMFactors:

@@ -162,6 +162,13 @@ class RNNFactors:
 
     norm_label = "||J_t||_F"
 
+    def window(self, start: int, stop: int) -> RNNFactors:
+        return RNNFactors(self.d[start:stop], self.W_hh)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.d.numel() * self.d.element_size())
+
 
 def rnn_factors(w: RNNWeights, x: Tensor, h: Tensor, steps: int) -> RNNFactors:
     """The factors of `steps` steps from their rows x (steps B, I) and h (steps B, H)."""

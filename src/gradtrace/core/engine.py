@@ -210,8 +210,10 @@ class Sweep:
         )
         blocked = block_size(B, src.size) > 1
         n = chunk_steps(src, BLOCK if blocked else 1)
-        if self.carry:  # the carried subspace is refreshed once per chunk
-            n = min(n, CARRY_CHUNK)
+        if self.carry:  # the carried subspace is refreshed once per chunk, and its products
+            # are certified together: a few steps at least, however large a step is
+            per_step = max(1, B * src.size**2 * src.dtype.itemsize)
+            n = min(max(n, 4 * CHUNK_BYTES // per_step), CARRY_CHUNK)
         # Short chunks first for a carried subspace, refined early while the products'
         # singular vectors still move.
         first = (BLOCK if blocked else 4) if getattr(self, "carry", False) else None

@@ -9,6 +9,8 @@ chunk of steps [start, stop) (J_{start+1}..J_{stop}) and then, step by step,
     right(i, V)       J V   for V (B, S, K): vectors carried forwards (Lyapunov exponents)
     dense()           the explicit (n, B, S, S) Jacobians (small states, exact step norms)
     norm_bound()      an O(S^2) upper bound on each ||J_t||_2, (n, B), named `norm_label`
+    window(a, b)      the factors of steps a..b-1 of the chunk, without copying
+    nbytes            the memory they hold
 
 `DenseFactors` holds explicit Jacobians (any tensor of step Jacobians, and the GRU); a cell may
 return its own factors that apply J_t from its parts (the vanilla RNN's diag(phi') W, the
@@ -49,6 +51,11 @@ class Factors(Protocol):
 
     @property
     def norm_label(self) -> str: ...
+
+    def window(self, start: int, stop: int) -> Factors: ...
+
+    @property
+    def nbytes(self) -> int: ...
 
 
 @runtime_checkable
@@ -132,6 +139,13 @@ class DenseFactors:
 
     norm_label = "min(||J_t||_F, sqrt(||J_t||_1 ||J_t||_inf))"
 
+    def window(self, start: int, stop: int) -> DenseFactors:
+        return DenseFactors(self.J[start:stop])
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.J.numel() * self.J.element_size())
+
 
 @dataclass(frozen=True, eq=False)
 class TensorSource:
@@ -161,6 +175,52 @@ class TensorSource:
 
     def factors(self, start: int, stop: int) -> DenseFactors:
         return DenseFactors(self.J[start:stop])
+
+
+HOLD_BYTES = 2**28  # factors of every step up to this size are built once and held
+
+
+@dataclass(frozen=True, eq=False)
+class HeldSource:
+    """A source whose factors for all T steps were built once (`hold`), served by window."""
+
+    inner: StepSource
+    held: Factors
+
+    @property
+    def steps(self) -> int:
+        return self.inner.steps
+
+    @property
+    def batch(self) -> int:
+        return self.inner.batch
+
+    @property
+    def size(self) -> int:
+        return self.inner.size
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.inner.dtype
+
+    @property
+    def device(self) -> torch.device:
+        return self.inner.device
+
+    def factors(self, start: int, stop: int) -> Factors:
+        return self.held.window(start, stop)
+
+
+def hold(source: StepSource, limit: float = HOLD_BYTES) -> StepSource:
+    """`source` with the factors of all its steps built once, when they take at most `limit`
+    bytes (a short sequence, or a vanilla RNN's diagonals at any length): the sweeps of one
+    measurement (curve, bound, Lyapunov) then share them instead of rebuilding each chunk.
+    Larger ones keep streaming."""
+    if isinstance(source, TensorSource | HeldSource):
+        return source
+    if source.factors(0, 1).nbytes * source.steps > limit:
+        return source
+    return HeldSource(source, source.factors(0, source.steps))
 
 
 def check_jacobians(jacobians: Tensor, name: str = "jacobians") -> Tensor:

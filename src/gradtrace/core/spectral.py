@@ -32,6 +32,7 @@ from gradtrace.errors import check
 METRICS = ("spectral", "frobenius", "maxabs")
 ROUNDS = 3  # rounds of subspace iteration before the exact fallback
 TOLERANCE = 1e-12  # relative width of the certified interval for lambda_1 = sigma_1^2
+TOLERANCE_FLOAT32 = 1e-4  # the same in float32, where n eps ||G|| is about 1e-5
 
 
 def check_metric(metric: str) -> None:
@@ -88,25 +89,58 @@ def certified_spectral(M: Tensor, Y: Tensor, U: Tensor, frob: Tensor | None = No
     if frob is None:
         frob = torch.linalg.vector_norm(M, dim=(-2, -1)).to(torch.float64).pow(2)
     frob = frob.reshape(N * B).to(torch.float64)
-    tol = max(TOLERANCE, 100 * float(torch.finfo(M.dtype).eps))
+    tol = TOLERANCE if M.dtype == torch.float64 else TOLERANCE_FLOAT32
     theta, others, residual, V = _ritz(flat, Yf, Uf)
     zero = frob == 0
     lam = torch.where(zero, torch.zeros_like(theta), theta)
     ok = _certify(theta, others, residual, frob, tol) | zero
     todo = torch.nonzero(~ok).flatten()
     V = V[todo]
-    for _ in range(ROUNDS):
-        if todo.numel() == 0:
-            break
-        A = flat[todo]
-        V, _ = torch.linalg.qr(A @ (A.mT @ V))  # one round of subspace iteration
-        theta, others, residual, V = _ritz(A, V.mT @ A, V)
-        ok = _certify(theta, others, residual, frob[todo], tol)
-        lam[todo[ok]] = theta[ok]
-        todo, V = todo[~ok], V[~ok]
     if todo.numel():
-        lam[todo] = gram_spectral(flat[todo]).to(torch.float64).pow(2)
+        lam[todo] = _by_inertia(flat[todo], V, tol)
     return lam.view(N, B)
+
+
+def _smaller_gram(M: Tensor) -> Tensor:
+    """M M^T or M^T M, whichever is smaller: the same nonzero eigenvalues."""
+    return M @ M.mT if M.shape[-1] >= M.shape[-2] else M.mT @ M
+
+
+def _by_inertia(M: Tensor, V: Tensor, tol: float) -> Tensor:
+    """lambda_1 of M M^T for the matrices the Ritz tier left, certified by inertia.
+
+    theta, a Ritz value of the Gram matrix G, is a lower bound on lambda_1; if
+    theta (1 + tol) I - G has a Cholesky factorisation it is positive definite, so
+    lambda_1 < theta (1 + tol). Cholesky is backward stable (its rounding is about n eps ||G||,
+    inside `tol` for both dtypes). Up to `ROUNDS` rounds of subspace iteration on G (O(n^2 r)
+    each, cheap beside a decomposition) sharpen theta between the tests; what is left gets the
+    exact largest eigenvalue (`torch.linalg.eigvalsh`). Float64 (M, V in any dtype)."""
+    G = _smaller_gram(M)  # (m, n, n), in M's dtype
+    n = G.shape[-1]
+    if V.shape[-2] != n:  # the Ritz vectors live on the other side: start from G's columns
+        V = G[..., : min(V.shape[-1], n)]
+    lam = torch.empty(G.shape[0], dtype=torch.float64, device=G.device)
+    todo = torch.arange(G.shape[0], device=G.device)
+    eye = torch.eye(n, dtype=G.dtype, device=G.device)
+    for _ in range(ROUNDS + 1):
+        A = G[todo] if todo.numel() < G.shape[0] else G
+        V = torch.linalg.qr(A @ V)[0]  # one round of subspace iteration on G
+        ritz, W = torch.linalg.eigh(V.mT @ A @ V)
+        theta, x = ritz[..., -1], V @ W[..., -1:]  # top Ritz pair; theta is a lower bound
+        residual = torch.linalg.vector_norm(A @ x - theta.view(-1, 1, 1) * x, dim=(-2, -1))
+        # Only a Ritz value close to an eigenvalue can pass the test: try those.
+        near = torch.nonzero(residual.pow(2) <= tol * theta.pow(2)).flatten()
+        if near.numel():
+            shifted = (theta[near] * (1 + tol)).view(-1, 1, 1) * eye - A[near]
+            passed = near[torch.linalg.cholesky_ex(shifted)[1] == 0]
+            lam[todo[passed]] = theta[passed].to(torch.float64)
+            keep = torch.ones_like(theta, dtype=torch.bool)
+            keep[passed] = False
+            todo, V = todo[keep], V[keep]
+        if todo.numel() == 0:
+            return lam
+    lam[todo] = torch.linalg.eigvalsh(G[todo])[..., -1].clamp(min=0).to(torch.float64)
+    return lam
 
 
 def top_subspace(M: Tensor, U: Tensor, rounds: int = 2) -> Tensor:
