@@ -1,29 +1,45 @@
-"""Benchmark of the Jacobian-product engine, as ratios measured side by side in one run.
+"""Benchmark of the Jacobian-product engine, as ratios against baselines measured in the same run.
 
-1. The engine against the straightforward autograd approach at H = 64, T = 1000: unroll a tanh
-   RNN, keep every h_k, and run one backward pass per hidden unit of h_T, which yields every
-   row of every dh_T/dh_k. Both start from weights and inputs; both give the same curve.
-2. The engine's achieved fraction of this machine's float64 matmul peak at H = 256, T = 1000
-   with `maxabs` (one H x H product per step, 2 H^3 flops), the peak measured on large square
-   matmuls in the same run.
-3. The cost of the `spectral` metric relative to `maxabs` (SVDs of every product vs none).
+1. Speed against the plain loop `P = P @ J[k]; P /= P.abs().max()` (k = T-1 .. 0) on the same
+   Gaussian Jacobians J (T, H, H) with entries N(0, 1/H), metric maxabs, H in {16, 64, 256}
+   (target: at least 1.0 everywhere).
+2. The fraction of this machine's float64 matmul peak (the best of large square matmuls, in
+   this run) that the engine reaches at H = 256, T = 1000, maxabs (target: 0.75).
+3. The cost of the spectral metric over maxabs (target: 1.5), on the same Gaussian Jacobians
+   and on a tanh RNN's (what `gradtrace curve` measures).
+4. End to end at H = 64, T = 1000, from weights and inputs to the spectral curve (the replay
+   and the streamed sweep) against one autograd backward pass per hidden unit of h_T through
+   the unrolled RNN, which yields every row of every dh_T/dh_k (target: 30x); and the whole
+   record (`analyse`: the curve with its theory, bound, verdict and Lyapunov exponent).
+5. The matrix-free estimate against the exact sweep for a large state (H = 1024).
+6. Peak memory (maximum resident set) of the whole `gradtrace curve --hidden 32 --steps 100000`
+   process, beside a process that only imports gradtrace, and the 0.8 GB the step Jacobians
+   alone would take if materialised (target: under 600 MB).
 
-Absolute times vary several-fold on shared machines; only the ratios are meaningful. Every
-timing is the best of a few repeats.
+Every timing is the best of a few repeats; absolute times vary several-fold on shared machines,
+only the ratios mean anything. Small-matrix work on a few shared cores can be slowed by thread
+oversubscription, so 1-5 run twice: with torch's default thread count and with one thread.
 
-    python benchmarks/bench_curve.py [--repeats 3]
+    python benchmarks/bench_curve.py [--repeats 3] [--threads default,1]
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 
 import torch
 
+from gradtrace.analysis.curve import analyse
 from gradtrace.cells import RNNWeights, get_cell, random_weights, replay
 from gradtrace.core.engine import contribution_curve
+from gradtrace.core.matrix_free import matrix_free_curve
+
+DTYPE = torch.float64
 
 
 def best_time(fn: Callable[[], object], repeats: int) -> float:
@@ -37,11 +53,23 @@ def best_time(fn: Callable[[], object], repeats: int) -> float:
     return min(times)
 
 
-def engine_curve(w: RNNWeights, x: torch.Tensor, metric: str) -> torch.Tensor:
-    s0 = torch.zeros(1, w.hidden_size, dtype=x.dtype)
-    with torch.no_grad():
-        jac = replay(get_cell("rnn"), w, x, s0).jacobians()  # (T, 1, H, H)
-    return contribution_curve(jac[:, 0], metric).log10_norm
+def plain_loop(J: torch.Tensor) -> None:
+    """The baseline: the product carried backwards, divided by its largest entry each step."""
+    P = torch.eye(J.shape[-1], dtype=J.dtype)
+    for k in range(J.shape[0] - 1, -1, -1):
+        P = P @ J[k]
+        P = P / P.abs().max()
+
+
+def gaussian(T: int, H: int, seed: int = 0) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn(T, H, H, generator=gen, dtype=DTYPE) / math.sqrt(H)
+
+
+def rnn_jacobians(H: int, T: int, seed: int = 0) -> torch.Tensor:
+    w = random_weights("rnn", H, 8, seed=seed)
+    x = torch.randn(T, 1, 8, generator=torch.Generator().manual_seed(seed + 1), dtype=DTYPE)
+    return replay(get_cell("rnn"), w, x, torch.zeros(1, H, dtype=DTYPE)).jacobians()[:, 0]
 
 
 def autograd_curve(w: RNNWeights, x: torch.Tensor) -> torch.Tensor:
@@ -60,50 +88,121 @@ def autograd_curve(w: RNNWeights, x: torch.Tensor) -> torch.Tensor:
     return torch.log10(torch.linalg.matrix_norm(products, ord=2))
 
 
-def matmul_peak(size: int, repeats: int) -> float:
-    """float64 FLOP/s of one size x size matmul, best of `repeats`."""
-    a = torch.randn(size, size, dtype=torch.float64)
-    b = torch.randn(size, size, dtype=torch.float64)
-    return 2 * size**3 / best_time(lambda: a @ b, repeats)
+def matmul_peak(repeats: int) -> float:
+    """float64 FLOP/s of the best of a few large square matmuls."""
+    best = 0.0
+    for size in (512, 1024, 2048):
+        a, b = torch.randn(size, size, dtype=DTYPE), torch.randn(size, size, dtype=DTYPE)
+        best = max(best, 2 * size**3 / best_time(lambda a=a, b=b: a @ b, repeats))
+    return best
+
+
+def speed(repeats: int) -> None:
+    print("[1] speed against the plain loop, maxabs (plain time / engine time, target >= 1.0)")
+    for H, T in ((16, 1000), (16, 10000), (64, 1000), (256, 1000)):
+        J = gaussian(T, H)
+        t_plain = best_time(lambda J=J: plain_loop(J), repeats)
+        t_engine = best_time(lambda J=J: contribution_curve(J, "maxabs"), repeats)
+        print(f"    H={H:<4} T={T:<6} {t_plain / t_engine:6.2f}")
+    H, T = 256, 1000
+    J = gaussian(T, H)
+    t_max = best_time(lambda: contribution_curve(J, "maxabs"), repeats)
+    peak = matmul_peak(repeats)
+    achieved = 2 * H**3 * T / t_max
+    print(
+        f"[2] fraction of float64 matmul peak, H=256 T=1000 maxabs: {achieved / peak:.2f} "
+        f"({achieved / 1e9:.1f} of {peak / 1e9:.1f} GFLOP/s; target >= 0.75)"
+    )
+    print("[3] spectral / maxabs (target <= 1.5)")
+    for H in (16, 64, 256):
+        for name, J in (("gaussian", gaussian(1000, H)), ("tanh RNN", rnn_jacobians(H, 1000))):
+            t_s = best_time(lambda J=J: contribution_curve(J, "spectral"), repeats)
+            t_m = best_time(lambda J=J: contribution_curve(J, "maxabs"), repeats)
+            print(f"    H={H:<4} {name:<9} {t_s / t_m:6.2f}")
+
+
+def engine_curve(w: RNNWeights, x: torch.Tensor) -> torch.Tensor:
+    """From weights and inputs to the curve: the replay and the streamed spectral sweep."""
+    with torch.no_grad():
+        run = replay(get_cell("rnn"), w, x, torch.zeros(1, w.hidden_size, dtype=x.dtype))
+    return contribution_curve(run, "spectral").log10_norm[0]
+
+
+def end_to_end(repeats: int) -> None:
+    w = random_weights("rnn", 64, 8, seed=0)
+    assert isinstance(w, RNNWeights)
+    x = torch.randn(1000, 1, 8, dtype=DTYPE, generator=torch.Generator().manual_seed(1))
+    gap = float((engine_curve(w, x) - autograd_curve(w, x[:, 0])).abs().max())
+    t_curve = best_time(lambda: engine_curve(w, x), repeats)
+    t_record = best_time(lambda: analyse(w, x), repeats)
+    t_autograd = best_time(lambda: autograd_curve(w, x[:, 0]), 1)
+    print(
+        f"[4] end to end, H=64 T=1000: autograd (64 backward passes) / gradtrace = "
+        f"{t_autograd / t_curve:.1f}x for the curve (target >= 30; they agree to {gap:.1e} "
+        f"in log10), {t_autograd / t_record:.1f}x for the whole record (`analyse`: the curve, "
+        "theory, bound, verdict and Lyapunov exponent)"
+    )
+
+
+def matrix_free(repeats: int) -> None:
+    H, T = 1024, 100
+    w = random_weights("rnn", H, 8, spectrum="radius:1.0", seed=2)
+    x = torch.randn(T, 1, 8, dtype=DTYPE, generator=torch.Generator().manual_seed(3))
+    run = replay(get_cell("rnn"), w, x, torch.zeros(1, H, dtype=DTYPE))
+    exact = contribution_curve(run, "spectral").log10_norm
+    estimate = matrix_free_curve(run)
+    far = float((exact - estimate.log10_norm)[:, : T - 16].abs().max())
+    near = float((exact - estimate.log10_norm).abs().max())
+    t_exact = best_time(lambda: contribution_curve(run, "spectral"), max(1, repeats - 2))
+    t_free = best_time(lambda: matrix_free_curve(run), max(1, repeats - 2))
+    print(
+        f"[5] matrix-free, H={H} T={T}: exact / matrix-free time = {t_exact / t_free:.2f}x; "
+        f"below the exact curve by at most {far:.1e} decades for k < T-16 and {near:.1e} "
+        f"overall (last refinement moved it {estimate.error:.1e}; {estimate.rounds} rounds)"
+    )
+
+
+PEAK = (
+    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
+    "stdout=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
+
+
+def peak_rss_mb(argv: list[str]) -> float:
+    """The maximum resident set of a fresh process running `argv`, in MB."""
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK, *argv], capture_output=True, text=True, check=True
+    )
+    return int(done.stdout.strip()) / 1024  # ru_maxrss is in KiB on Linux
+
+
+def memory() -> None:
+    base = peak_rss_mb([sys.executable, "-c", "import gradtrace.analysis.curve"])
+    argv = [sys.executable, "-m", "gradtrace", "curve", "--hidden", "32", "--steps", "100000"]
+    curve = peak_rss_mb([*argv, "--device", "cpu"])
+    jacobians = 100_000 * 32 * 32 * 8 / 1e6
+    print(
+        f"[6] peak memory of `gradtrace curve --hidden 32 --steps 100000`: {curve:.0f} MB "
+        f"(target < 600; a process that only imports gradtrace: {base:.0f} MB; the "
+        f"materialised step Jacobians alone would be {jacobians:.0f} MB)"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--threads", default="default,1")
     args = parser.parse_args()
-    T, reps = args.steps, args.repeats
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float64, T = {T}")
-
-    w = random_weights("rnn", 64, 8, seed=0)
-    assert isinstance(w, RNNWeights)
-    x = torch.randn(T, 1, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
-    ours = engine_curve(w, x, "spectral")
-    reference = autograd_curve(w, x[:, 0])
-    gap = float((ours - reference).abs().max())
-    t_engine = best_time(lambda: engine_curve(w, x, "spectral"), reps)
-    t_autograd = best_time(lambda: autograd_curve(w, x[:, 0]), max(1, reps - 2))
-    print(
-        f"[1] H=64: autograd (64 backward passes) / engine = {t_autograd / t_engine:.1f}x "
-        f"(curves agree to {gap:.1e} in log10)"
-    )
-
-    H = 256
-    J = torch.randn(T, H, H, dtype=torch.float64) / H**0.5
-    t_max = best_time(lambda: contribution_curve(J, "maxabs"), reps)
-    peak = max(matmul_peak(1024, reps), matmul_peak(H, reps * 20))
-    achieved = 2 * H**3 * T / t_max
-    print(
-        f"[2] H=256 maxabs: {achieved / 1e9:.2f} GFLOP/s of a {peak / 1e9:.2f} GFLOP/s "
-        f"float64 matmul peak = {achieved / peak:.0%} of peak"
-    )
-
-    t_spec = best_time(lambda: contribution_curve(J, "spectral"), reps)
-    J64 = torch.randn(T, 64, 64, dtype=torch.float64) / 8
-    ratio64 = best_time(lambda: contribution_curve(J64, "spectral"), reps) / best_time(
-        lambda: contribution_curve(J64, "maxabs"), reps
-    )
-    print(f"[3] spectral / maxabs cost: {t_spec / t_max:.2f}x at H=256, {ratio64:.2f}x at H=64")
+    default = torch.get_num_threads()
+    for setting in args.threads.split(","):
+        threads = default if setting == "default" else int(setting)
+        torch.set_num_threads(threads)
+        print(f"== torch {torch.__version__}, {threads} thread(s) ({setting}), float64")
+        speed(args.repeats)
+        end_to_end(args.repeats)
+        matrix_free(args.repeats)
+    torch.set_num_threads(default)
+    memory()
 
 
 if __name__ == "__main__":

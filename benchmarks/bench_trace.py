@@ -1,34 +1,96 @@
-"""Benchmark of `gradtrace.trace` against torch autograd, as a ratio measured in one run.
+"""Benchmark of `gradtrace.trace` on models at their real sizes, as ratios measured in one run.
 
-Model: a 2-layer nn.LSTM, H = 128, inputs T = 500, B = 8, I = 32, float32 (PyTorch's default).
-Both sides compute dh^l_T/dh^l_k for every k, every layer l and every sequence, and its
-spectral norm:
+1. The word language model of pytorch/examples at its default size (embedding and 2-layer
+   LSTM of 200 units, dropout 0.5, tied decoder over the 33,278 words of WikiText-2, B = 20,
+   bptt T = 35, float32) in train mode: `trace(model, tokens, hidden, loss_fn=..., target=...)`
+   (both layers' exact curves, ||dL/dh_k||, theory, bound and Lyapunov exponent) against the
+   model's own forward and backward of the same loss (target: at most 5x in exact mode); the
+   matrix-free estimate is timed too.
+2. gradtrace against autograd for the same curves, on a 2-layer nn.LSTM (H = 128, T = 200,
+   B = 8): autograd needs one backward pass per hidden unit of each layer's h_T; a subset is
+   timed and scaled (the passes cost the same), plus the spectral norms of (T, B, H, H).
+3. Peak memory (maximum resident set) of a process tracing a 2-layer nn.LSTM (H = 650,
+   B = 10, T = 35), beside a process that runs the same module's forward and backward, and the
+   step Jacobians a materialising trace would hold.
 
-    gradtrace   trace(lstm, x): re-executes the layers step by step, analytic step Jacobians,
-                one backward sweep of Jacobian products per layer (it also computes the cell
-                path, the theory's bound and the top Lyapunov exponent, all counted)
-    autograd    the module's own forward unrolled one step at a time (lstm(x[t:t+1], (h, c))),
-                keeping every h_k; one backward pass per hidden unit i of h^l_T gives row i of
-                dh^l_T/dh^l_k for every k at once, then torch.linalg.matrix_norm(ord=2)
+Every timing is the best of a few repeats; absolute times vary several-fold on shared machines,
+only the ratios mean anything. 1 and 2 run with torch's default thread count and with one
+thread.
 
-The autograd side needs 2 H = 256 backward passes through 500 steps. Only `--units` of them per
-layer are timed and the time is scaled by H / units (the passes are identical in cost); the
-spectral norms are timed on a tensor of the full (T, B, H, H) shape. A small case first checks
-that both sides give the same curves. Absolute times vary several-fold on shared machines; only
-the ratio is meaningful.
-
-    python benchmarks/bench_trace.py [--units 8] [--steps 500]
+    python benchmarks/bench_trace.py [--repeats 3] [--threads default,1]
 """
 
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
+import textwrap
 import time
+from collections.abc import Callable
+from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gradtrace.tracing import trace
+
+
+class WordModel(nn.Module):
+    """Embedding, dropout, a multi-layer LSTM, dropout, a decoder tied to the embedding."""
+
+    def __init__(self, vocab: int, size: int, layers: int, dropout: float) -> None:
+        super().__init__()
+        self.vocab = vocab
+        self.drop = nn.Dropout(dropout)
+        self.encoder = nn.Embedding(vocab, size)
+        self.rnn = nn.LSTM(size, size, layers, dropout=dropout)
+        self.decoder = nn.Linear(size, vocab)
+        self.decoder.weight = self.encoder.weight
+
+    def forward(self, tokens: Tensor, hidden: tuple[Tensor, Tensor]) -> tuple[Tensor, Any]:
+        output, hidden = self.rnn(self.drop(self.encoder(tokens)), hidden)
+        logits = self.decoder(self.drop(output)).view(-1, self.vocab)
+        return F.log_softmax(logits, dim=1), hidden
+
+
+def best_time(fn: Callable[[], object], repeats: int) -> float:
+    """Best wall time of `repeats` calls, after one warm-up call."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def language_model(repeats: int) -> None:
+    V, H, L, B, T = 33278, 200, 2, 20, 35
+    torch.manual_seed(0)
+    model = WordModel(V, H, L, 0.5).train()
+    tokens, targets = torch.randint(0, V, (T, B)), torch.randint(0, V, (T, B))
+    hidden = (torch.zeros(L, B, H), torch.zeros(L, B, H))
+
+    def nll(out: tuple[Tensor, Any], y: Tensor) -> Tensor:
+        return F.nll_loss(out[0], y.reshape(-1))
+
+    def own() -> None:
+        model.zero_grad()
+        nll(model(tokens, hidden), targets).backward()
+
+    def traced(estimate: str) -> object:
+        return trace(model, tokens, hidden, loss_fn=nll, target=targets, estimate=estimate)
+
+    t_own = best_time(own, repeats)
+    t_exact = best_time(lambda: traced("exact"), repeats)
+    t_free = best_time(lambda: traced("matrix-free"), repeats)
+    print(
+        f"[1] word language model (V={V}, H={H}, B={B}, T={T}, train mode): trace / its own "
+        f"forward+backward = {t_exact / t_own:.2f}x exact (target <= 5), "
+        f"{t_free / t_own:.2f}x matrix-free ({t_own * 1e3:.0f} ms for the model itself)"
+    )
 
 
 def unrolled_states(lstm: nn.LSTM, x: Tensor) -> list[Tensor]:
@@ -52,72 +114,90 @@ def autograd_rows(states: list[Tensor], layer: int, units: range) -> Tensor:
     return torch.stack(rows, dim=2)  # (T, B, len(units), H)
 
 
-def autograd_curves(lstm: nn.LSTM, x: Tensor) -> list[Tensor]:
-    """The full autograd reference, log10 ||dh^l_T/dh^l_k||_2 per layer, each (B, T)."""
-    states = unrolled_states(lstm, x)
-    H = lstm.hidden_size
-    return [
-        torch.log10(torch.linalg.matrix_norm(autograd_rows(states, layer, range(H)), ord=2)).T
-        for layer in range(lstm.num_layers)
-    ]
-
-
 def check_agreement() -> float:
     """Largest |difference| of log10 c(k) between the two sides on a small float64 case."""
     torch.manual_seed(0)
     lstm = nn.LSTM(4, 12, num_layers=2, dtype=torch.float64)
     x = torch.randn(30, 3, 4, dtype=torch.float64)
     result = trace(lstm, x)
-    reference = autograd_curves(lstm, x)
-    return max(
-        float((result.find(layer=layer).log10_norm - reference[layer]).abs().max())
-        for layer in range(2)
+    states = unrolled_states(lstm, x)
+    gaps = []
+    for layer in range(2):
+        rows = autograd_rows(states, layer, range(12))
+        reference = torch.log10(torch.linalg.matrix_norm(rows, ord=2)).T
+        gaps.append(float((result.find(layer=layer).log10_norm - reference).abs().max()))
+    return max(gaps)
+
+
+def against_autograd(repeats: int, units: int = 8) -> None:
+    T, B, I, H, L = 200, 8, 32, 128, 2
+    torch.manual_seed(0)
+    lstm = nn.LSTM(I, H, num_layers=L)
+    x = torch.randn(T, B, I)
+    t_trace = best_time(lambda: trace(lstm, x), repeats)
+    t_forward = best_time(lambda: unrolled_states(lstm, x), 1)
+    states = unrolled_states(lstm, x)
+    t_subset = best_time(
+        lambda: [autograd_rows(states, layer, range(units)) for layer in range(L)], 1
+    )
+    products = torch.randn(T, B, H, H)
+    t_norms = best_time(lambda: torch.linalg.matrix_norm(products, ord=2), 1) * L
+    t_autograd = t_forward + t_subset * H / units + t_norms
+    print(
+        f"[2] 2-layer nn.LSTM H={H} T={T} B={B}: autograd ({L * H} backward passes, "
+        f"{L * units} timed) / trace = {t_autograd / t_trace:.1f}x (curves agree to "
+        f"{check_agreement():.1e} in log10 on a float64 case)"
+    )
+
+
+PEAK = (
+    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
+    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
+)
+BIG_LSTM = """
+import torch
+from gradtrace.tracing import trace
+torch.manual_seed(0)
+lstm = torch.nn.LSTM(650, 650, num_layers=2)
+x = torch.randn(35, 10, 650)
+{work}
+"""
+
+
+def peak_rss_mb(code: str) -> float:
+    """The maximum resident set of a fresh Python process running `code`, in MB."""
+    argv = [sys.executable, "-c", PEAK, sys.executable, "-c", textwrap.dedent(code)]
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    return int(done.stdout.strip().splitlines()[-1]) / 1024  # KiB on Linux
+
+
+def memory() -> None:
+    own = peak_rss_mb(BIG_LSTM.format(work="lstm(x)[0].pow(2).sum().backward()"))
+    traced = peak_rss_mb(
+        BIG_LSTM.format(work="trace(lstm, x, loss_fn=lambda o: o[0].pow(2).sum())")
+    )
+    jacobians = 2 * 35 * 10 * 1300**2 * 4 / 1e9
+    print(
+        f"[3] peak memory, 2-layer nn.LSTM H=650 B=10 T=35 (float32): trace {traced:.0f} MB, "
+        f"the module's own forward+backward {own:.0f} MB; materialised step Jacobians alone "
+        f"would be {jacobians:.1f} GB"
     )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=500)
-    parser.add_argument("--units", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", default="default,1")
     args = parser.parse_args()
-    T, B, I, H, L = args.steps, 8, 32, 128, 2
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print(
-        f"agreement on a small float64 case (H = 12, T = 30): max |diff log10 c(k)| = "
-        f"{check_agreement():.2e}"
-    )
-
-    torch.manual_seed(0)
-    lstm = nn.LSTM(I, H, num_layers=L)
-    x = torch.randn(T, B, I)
-    print(f"2-layer nn.LSTM, H = {H}, T = {T}, B = {B}, I = {I}, float32")
-
-    start = time.perf_counter()
-    result = trace(lstm, x)
-    t_trace = time.perf_counter() - start
-    verdicts = ", ".join(f"layer {r.layer} {r.verdict}" for r in result.layers)
-    print(f"gradtrace trace: {t_trace:.2f} s ({verdicts})")
-
-    start = time.perf_counter()
-    states = unrolled_states(lstm, x)
-    t_forward = time.perf_counter() - start
-    start = time.perf_counter()
-    for layer in range(L):
-        autograd_rows(states, layer, range(args.units))
-    t_subset = time.perf_counter() - start
-    t_backward = t_subset * H / args.units
-    products = torch.randn(T, B, H, H)
-    start = time.perf_counter()
-    for _ in range(L):
-        torch.linalg.matrix_norm(products, ord=2)
-    t_norms = time.perf_counter() - start
-    t_autograd = t_forward + t_backward + t_norms
-    print(
-        f"autograd: unrolled forward {t_forward:.2f} s + {L * H} backward passes "
-        f"{t_backward:.1f} s (timed {L * args.units}, scaled by {H / args.units:g}) + "
-        f"spectral norms {t_norms:.2f} s = {t_autograd:.1f} s (extrapolated)"
-    )
-    print(f"ratio autograd / gradtrace: {t_autograd / t_trace:.1f}x")
+    default = torch.get_num_threads()
+    for setting in args.threads.split(","):
+        threads = default if setting == "default" else int(setting)
+        torch.set_num_threads(threads)
+        print(f"== torch {torch.__version__}, {threads} thread(s) ({setting})")
+        language_model(args.repeats)
+        against_autograd(args.repeats)
+    torch.set_num_threads(default)
+    memory()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The README's examples run as written: every ```python block and every `gradtrace` command.
 
-The files the commands name (my_rnn.npz, mypkg/models.py, model.pt, x.npy) are created first
+The files the commands name (my_rnn.npz, mypkg/models.py, model.pt, x.npy, hidden.pt, wlm.py,
+tokens.pt, next_tokens.pt) are created first
 in a scratch folder, so each command runs for real; `gradtrace demo` is left to test_cli.
 """
 
@@ -59,6 +60,36 @@ def _write_inputs(folder: Path) -> None:
     )
     torch.save(torch.nn.LSTM(4, 8), folder / "model.pt")
     np.save(folder / "x.npy", rng.normal(size=(20, 2, 4)).astype(np.float32))
+    torch.save((torch.zeros(1, 2, 8), torch.zeros(1, 2, 8)), folder / "hidden.pt")
+    (folder / "wlm.py").write_text(WORD_MODEL)
+    gen = torch.Generator().manual_seed(0)
+    torch.save(torch.randint(0, 50, (12, 3), generator=gen), folder / "tokens.pt")
+    torch.save(torch.randint(0, 50, (12, 3), generator=gen), folder / "next_tokens.pt")
+
+
+WORD_MODEL = """
+import torch
+import torch.nn.functional as F
+
+
+class Model(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.encoder = torch.nn.Embedding(50, 8)
+        self.rnn = torch.nn.LSTM(8, 8, num_layers=2, dropout=0.5)
+        self.decoder = torch.nn.Linear(8, 50)
+
+    def forward(self, input, hidden):
+        output, hidden = self.rnn(self.encoder(input), hidden)
+        return F.log_softmax(self.decoder(output), dim=-1), hidden
+
+    def init_hidden(self, bsz):
+        return (torch.zeros(2, bsz, 8), torch.zeros(2, bsz, 8))
+
+
+def build():
+    return Model()
+"""
 
 
 @pytest.fixture
@@ -69,6 +100,7 @@ def scratch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     yield tmp_path
     sys.modules.pop("mypkg.models", None)
     sys.modules.pop("mypkg", None)
+    sys.modules.pop("wlm", None)
 
 
 def test_the_readme_has_examples_to_run() -> None:
@@ -91,8 +123,12 @@ def test_python_block_runs(code: str, scratch: Path, capsys: pytest.CaptureFixtu
     if "flow" in namespace:
         assert namespace["flow"].verdict in VERDICTS
         assert gradtrace.load(scratch / "flow.json") == namespace["flow"]
-    if "result" in namespace:
-        assert len(namespace["result"].layers) == 4  # 2 layers x 2 directions of the LSTM
+    if "result" in namespace:  # the word model's 2 layers, traced in train mode
+        result = namespace["result"]
+        assert len(result.layers) == 2 and (result.mode, result.dropout_seed) == ("train", 0)
+        assert [layer.dropout for layer in result.layers] == [0.0, 0.5]
+    if "own" in namespace:
+        assert (namespace["own"].hidden_size, namespace["own"].state_size) == (16, 32)
     if "profile" in namespace:
         assert namespace["profile"].log10_norm.shape == (4, 50)
     if "depth" in namespace:

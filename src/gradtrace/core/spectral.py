@@ -17,9 +17,13 @@ and if theta sits above that bound a, theta > a >= lambda_2, so by Kato-Temple
     theta <= lambda_1 <= theta + r^2 / (theta - a).
 
 A product is accepted when that interval is within `TOLERANCE` (1e-12) of theta, relative, so
-sqrt(theta) is sigma_1 to 5e-13 relative or better; the others (short products, whose singular
-values are still crowded) get the exact largest eigenvalue of the smaller Gram matrix
-(`torch.linalg.eigvalsh`). In float32 the tolerance is 100 eps (about 1e-5).
+sqrt(theta) is sigma_1 to 5e-13 relative or better. That test needs theta to carry more than
+half the Frobenius mass, which long products do; short ones, whose singular values are still
+spread, go to a second certificate, by inertia: on the smaller Gram matrix G a few rounds of
+subspace iteration give a Ritz value theta <= lambda_1, and a Cholesky factorisation of
+theta (1 + tol) I - G proves lambda_1 < theta (1 + tol) (`_by_inertia`). What neither
+certifies gets the exact largest eigenvalue of G (`torch.linalg.eigvalsh`). In float32 the
+tolerance is `TOLERANCE_FLOAT32` (1e-4), above the Cholesky's own rounding there.
 """
 
 from __future__ import annotations
@@ -70,7 +74,8 @@ def certified_spectral(M: Tensor, Y: Tensor, U: Tensor, frob: Tensor | None = No
 
     Tiers, each for what the one before left: Rayleigh-Ritz on the carried subspace (an
     r x r eigenproblem and one product M (Y^T w) each, no pass over M besides); up to `ROUNDS`
-    rounds of subspace iteration from it; the exact top eigenvalue of the Gram matrix.
+    rounds of subspace iteration from it, while some product can still pass the gap test;
+    the inertia test on the Gram matrix; its exact top eigenvalue.
 
     Args:
         M: The matrices (any common scale).
@@ -96,6 +101,20 @@ def certified_spectral(M: Tensor, Y: Tensor, U: Tensor, frob: Tensor | None = No
     ok = _certify(theta, others, residual, frob, tol) | zero
     todo = torch.nonzero(~ok).flatten()
     V = V[todo]
+    for _ in range(ROUNDS):
+        if todo.numel() == 0:
+            break
+        A = flat[todo]
+        V, _ = torch.linalg.qr(A @ (A.mT @ V))  # one round of subspace iteration, O(R C r)
+        theta, others, residual, V = _ritz(A, V.mT @ A, V)
+        ok = _certify(theta, others, residual, frob[todo], tol)
+        # Where theta holds too little of the Frobenius mass the gap test cannot pass however
+        # good theta gets: those go on to the inertia test at once.
+        hopeless = 2 * theta + others <= frob[todo]
+        lam[todo[ok]] = theta[ok]
+        todo, V = todo[~ok], V[~ok]
+        if bool(hopeless[~ok].all()):
+            break
     if todo.numel():
         lam[todo] = _by_inertia(flat[todo], V, tol)
     return lam.view(N, B)
