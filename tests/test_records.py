@@ -49,7 +49,23 @@ def small_trace() -> TraceResult:
     return gradtrace.trace(lstm, x, loss_fn=lambda out: out[0].pow(2).mean(), lyapunov=2)
 
 
+def monitored() -> list[Record]:
+    """A header and a full step record (clipping, profiles with lag shares, a trace)."""
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(2, 3, dtype=F64)
+    opt = torch.optim.SGD(lstm.parameters(), 0.1)
+    monitor = gradtrace.Monitor(lstm, opt, every=1, lag_every=1, lags=(1, 3), trace_every=1)
+    with monitor.step(0) as s:
+        out = lstm(torch.randn(30, 2, 2, dtype=F64))[0]
+        s.loss(out.pow(2).sum()).backward()
+        torch.nn.utils.clip_grad_norm_(lstm.parameters(), 0.1)
+        opt.step()
+    return [monitor.header, monitor.history[0]]
+
+
 BUILDERS: dict[str, Callable[[], Record]] = {
+    "monitor_run": lambda: monitored()[0],
+    "monitor_step": lambda: monitored()[1],
     "gradient_flow": lambda: gradtrace.curve(cell="lstm", hidden_size=4, steps=12, lyapunov=2),
     "gradient_flow-zero": dead_relu_flow,
     "gradient_flow-checkpoint": lambda: gradtrace.curve(

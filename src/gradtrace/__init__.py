@@ -6,6 +6,8 @@ The names a user needs, each listed once (the subpackages hold the rest):
 - measure a cell or a net: `curve`, `analyse`, `depth_profile`, and on any Jacobians the
   engine itself, `contribution_curve`, and `lyapunov_spectrum`
 - the dynamics lab: `map_report`, `rnn_portrait`, `cliff_report`, `mandelbrot`
+- watch training: `Monitor` with the schedules `every`, `log_spaced`, `when`, and
+  `GradtraceCallback` for Lightning
 - results: `load`, `save`, `plot` (every result is a record of `gradtrace.records`)
 - limits: `budget`, and the one error type `GradtraceError`
 
@@ -38,6 +40,11 @@ _EXPORTS = {
     "rnn_portrait": ("gradtrace.dynamics.rnn_dynamics", "rnn_portrait"),
     "cliff_report": ("gradtrace.dynamics.cliff", "cliff_report"),
     "mandelbrot": ("gradtrace.dynamics.mandelbrot", "mandelbrot_image"),
+    "Monitor": ("gradtrace.monitor.monitor", "Monitor"),
+    "every": ("gradtrace.monitor.schedule", "every"),
+    "log_spaced": ("gradtrace.monitor.schedule", "log_spaced"),
+    "when": ("gradtrace.monitor.schedule", "when"),
+    "GradtraceCallback": ("gradtrace.monitor.lightning", "GradtraceCallback"),
     "load": ("gradtrace.records.files", "load"),
     "save": ("gradtrace.records.files", "save"),
     "plot": ("gradtrace.plots", "plot"),
@@ -59,7 +66,9 @@ def __getattr__(name: str) -> Any:
         value = getattr(importlib.import_module(module), attribute)
         globals()[name] = value
         return value
-    if name in ("analysis", "cells", "core", "dynamics", "io", "plots", "records", "tracing"):
+    if name in (
+        "analysis", "cells", "core", "dynamics", "io", "monitor", "plots", "records", "tracing",
+    ):  # fmt: skip
         return importlib.import_module(f"gradtrace.{name}")
     raise AttributeError(f"module 'gradtrace' has no attribute {name!r}")
 

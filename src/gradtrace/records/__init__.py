@@ -14,6 +14,8 @@ back with `from_dict` through `gradtrace.records.codec`, losslessly and as stric
     fixed_points    FixedPoints         fixed points with eigenvalues and type
     rnn_portrait    RNNPortrait         basins and flow of a 1- or 2-unit RNN
     cliff_report    CliffReport         a gradient cliff and descent on it
+    monitor_run     MonitorRun          the header of a monitored training run's log
+    monitor_step    MonitorStep         one monitored training step: norms, clipping, profiles
 
 This layer holds data only: it imports nothing of gradtrace but errors and the file helpers.
 """
@@ -32,6 +34,14 @@ from gradtrace.records.maps import (
     MapLyapunov,
     MapReport,
 )
+from gradtrace.records.monitor import (
+    ClipAudit,
+    MonitorRun,
+    MonitorStep,
+    NonFiniteOrigin,
+    ParameterStats,
+    TimeProfile,
+)
 from gradtrace.records.trace import SensitivityProfile, TraceResult
 
 __all__ = [
@@ -40,6 +50,7 @@ __all__ = [
     "CliffRNN",
     "CliffReport",
     "CliffSweep",
+    "ClipAudit",
     "DepthProfile",
     "DescentPath",
     "EscapeImage",
@@ -52,10 +63,15 @@ __all__ = [
     "MapLyapunov",
     "MapReport",
     "MatrixSpectrum",
+    "MonitorRun",
+    "MonitorStep",
+    "NonFiniteOrigin",
+    "ParameterStats",
     "RNNPortrait",
     "Record",
     "SensitivityProfile",
     "Theory",
+    "TimeProfile",
     "TraceResult",
     "append",
     "dumps",

@@ -1,0 +1,556 @@
+"""Tests for gradtrace.monitor: the Monitor in a real training loop, against references.
+
+References: p.grad.norm() and the weights before and after optimizer.step(), computed directly
+(1e-12 relative); the unchunked fused module (same outputs and parameter gradients, 1e-12 in
+float64, 1e-6 in float32); autograd through the recurrence unrolled with nn.LSTMCell /
+nn.GRUCell on the module's own weights, with zero perturbations added to h_b where it is passed
+on (the recurrent part), where it is output (the direct part) or both (the total), 1e-10
+relative; for the lag shares, autograd of sum_{t >= b + d} <dL/dh_t|direct, h_t> by h_b through
+the same unrolled cells (1e-10). Float64 unless a test says otherwise.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+import gradtrace
+from gradtrace.monitor import Monitor, NonFiniteError, every, log_spaced, never, when
+from gradtrace.monitor.chunked import chunked
+from gradtrace.monitor.clipping import AFTER_STEP, BEFORE_BACKWARD, INFINITE
+from gradtrace.records import MonitorRun, MonitorStep
+
+DTYPE = torch.float64
+T, B, I, H = 10, 3, 2, 4
+K = 4  # boundaries 4, 8, 10
+
+
+class Seq(nn.Module):
+    """A recurrent module, then a head applied at every step: loss over every output."""
+
+    def __init__(self, rnn: nn.RNNBase, out: int = 2) -> None:
+        super().__init__()
+        self.rnn = rnn
+        width = rnn.hidden_size * (2 if rnn.bidirectional else 1)
+        self.head = nn.Linear(width, out, dtype=rnn.weight_hh_l0.dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.rnn(x)[0])
+
+
+def data(seed: int = 0, dtype: torch.dtype = DTYPE) -> tuple[Tensor, Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return (
+        torch.randn(T, B, I, generator=gen, dtype=dtype),
+        torch.randn(T, B, 2, generator=gen, dtype=dtype),
+    )
+
+
+def loss_of(out: Tensor, y: Tensor) -> Tensor:
+    weights = torch.linspace(0.5, 1.5, out.shape[0], dtype=out.dtype).view(-1, 1, 1)
+    return (weights * (out - y).pow(2)).sum()
+
+
+def train(
+    model: nn.Module, monitor: Monitor, steps: int, clip: float | None = 1.0, lr: float = 0.05
+) -> list[MonitorStep]:
+    opt = monitor.optimizer or torch.optim.SGD(model.parameters(), lr)
+    dtype = next(model.parameters()).dtype
+    for step in range(steps):
+        x, y = data(step, dtype)
+        with monitor.step(step) as s:
+            loss = s.loss(loss_of(model(x), y))
+            loss.backward()
+            if clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
+            opt.step()
+            opt.zero_grad()
+    return monitor.history
+
+
+# ---------------------------------------------------------------- norms
+
+
+def test_recorded_norms_equal_the_gradients_and_updates_computed_directly() -> None:
+    torch.manual_seed(0)
+    model = Seq(nn.LSTM(I, H, num_layers=2, dtype=DTYPE))
+    opt = torch.optim.Adam(model.parameters(), 0.01)
+    monitor = Monitor(model, opt, every=1, chunk=K)
+    x, y = data(1)
+    with monitor.step(0) as s:
+        loss = s.loss(loss_of(model(x), y))
+        loss.backward()
+        grads = {n: p.grad.norm().item() for n, p in model.named_parameters()}
+        before = {n: p.detach().clone() for n, p in model.named_parameters()}
+        total = torch.nn.utils.clip_grad_norm_(model.parameters(), 0.1)
+        after_clip = math.sqrt(sum(p.grad.norm().item() ** 2 for p in model.parameters()))
+        opt.step()
+        opt.zero_grad()
+    (record,) = monitor.history
+    assert record.loss == pytest.approx(loss.item(), rel=1e-12)
+    assert record.grad_norm == pytest.approx(float(total), rel=1e-12)
+    assert record.grad_norm == pytest.approx(math.sqrt(sum(g * g for g in grads.values())))
+    for stats in record.parameters:
+        p = dict(model.named_parameters())[stats.name]
+        assert stats.grad_norm == pytest.approx(grads[stats.name], rel=1e-12)  # before clipping
+        assert stats.weight_norm == pytest.approx(before[stats.name].norm().item(), rel=1e-12)
+        ratio = (p.detach() - before[stats.name]).norm().item() / before[stats.name].norm().item()
+        assert stats.update_ratio == pytest.approx(ratio, rel=1e-9)
+    assert record.clip is not None and record.clip.acted
+    assert record.clip.norm_after == pytest.approx(after_clip, rel=1e-9)
+    assert record.clip.warnings == ()
+
+
+# ---------------------------------------------------------------- the chunked forward
+
+CHUNK_CASES = [
+    ("lstm-2layer", lambda dt: nn.LSTM(I, H, num_layers=2, dtype=dt)),
+    ("lstm-proj-bidir", lambda dt: nn.LSTM(I, H, proj_size=2, bidirectional=True, dtype=dt)),
+    ("gru-batch-first", lambda dt: nn.GRU(I, H, num_layers=2, batch_first=True, dtype=dt)),
+    ("rnn-relu-bidir", lambda dt: nn.RNN(I, H, nonlinearity="relu", bidirectional=True, dtype=dt)),
+]
+
+
+@pytest.mark.filterwarnings("ignore:LSTM with projections is not supported with oneDNN")
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float64, 1e-12), (torch.float32, 1e-6)])
+@pytest.mark.parametrize(("name", "make"), CHUNK_CASES, ids=[c[0] for c in CHUNK_CASES])
+def test_the_chunked_forward_gives_the_fused_outputs_and_gradients(
+    name: str, make: Any, dtype: torch.dtype, tol: float
+) -> None:
+    torch.manual_seed(3)
+    rnn = make(dtype)
+    x = torch.randn(T, B, I, generator=torch.Generator().manual_seed(1), dtype=dtype)
+    if rnn.batch_first:
+        x = x.transpose(0, 1)
+    h0 = torch.randn(
+        rnn.num_layers * (2 if rnn.bidirectional else 1), B,
+        rnn.proj_size or rnn.hidden_size, generator=torch.Generator().manual_seed(2), dtype=dtype,
+    )  # fmt: skip
+    hx = (h0, torch.zeros(h0.shape[0], B, H, dtype=dtype)) if isinstance(rnn, nn.LSTM) else h0
+
+    def run() -> tuple[Tensor, Any, list[Tensor]]:
+        out, hn = rnn(x, hx)
+        last = hn[0] if isinstance(hn, tuple) else hn
+        (out.pow(2).sum() + last.sin().sum()).backward()
+        grads = [p.grad.clone() for p in rnn.parameters()]
+        rnn.zero_grad()
+        return out, hn, grads
+
+    ref_out, ref_hn, ref_grads = run()
+    with chunked([("rnn", rnn)], chunk=3) as record:
+        out, hn, grads = run()
+    assert record and all(r.boundaries == [3, 6, 9, 10] for r in record)
+    assert "forward" not in rnn.__dict__  # put back
+    torch.testing.assert_close(out, ref_out, atol=tol, rtol=tol)
+    for a, b in zip(
+        hn if isinstance(hn, tuple) else (hn,),
+        ref_hn if isinstance(ref_hn, tuple) else (ref_hn,),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b, atol=tol, rtol=tol)
+    for a, b in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(a, b, atol=tol, rtol=tol)
+
+
+# ---------------------------------------------------------------- through time, against cells
+
+
+def cells_of(rnn: nn.RNNBase) -> list[nn.Module]:
+    """One nn.LSTMCell / nn.GRUCell per layer, holding the module's own parameters."""
+    kind = nn.LSTMCell if isinstance(rnn, nn.LSTM) else nn.GRUCell
+    cells = []
+    for layer in range(rnn.num_layers):
+        size = rnn.input_size if layer == 0 else rnn.hidden_size
+        cell = kind(size, rnn.hidden_size, dtype=DTYPE)
+        for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
+            setattr(cell, name, getattr(rnn, f"{name}_l{layer}"))
+        cells.append(cell)
+    return cells
+
+
+def unrolled_parts(model: Seq, x: Tensor, y: Tensor, boundaries: list[int]) -> dict[str, Any]:
+    """Norms of the recurrent, direct and total parts of dL/dh_b per layer and boundary,
+    dL/dc_b, dL/dh_0, and the direct gradients of every step, by perturbation."""
+    lstm = isinstance(model.rnn, nn.LSTM)
+    cells = cells_of(model.rnn)
+    L = len(cells)
+
+    def zero() -> Tensor:
+        return torch.zeros(B, H, dtype=DTYPE, requires_grad=True)
+
+    rec = [{b: zero() for b in boundaries} for _ in range(L)]
+    dirs = [{t: zero() for t in range(1, T + 1)} for _ in range(L)]
+    cst = [{b: zero() for b in boundaries} for _ in range(L)]
+    h0 = [zero() for _ in range(L)]
+    inputs = list(x.unbind(0))
+    for layer, cell in enumerate(cells):
+        h, c = h0[layer], torch.zeros(B, H, dtype=DTYPE)
+        outs = []
+        for t in range(T):
+            if lstm:
+                h, c = cell(inputs[t], (h, c))
+            else:
+                h = cell(inputs[t], h)
+            step = t + 1
+            outs.append(h + dirs[layer][step])  # the output at this step
+            if step in rec[layer]:
+                h = h + rec[layer][step]  # the state passed on
+                if lstm:
+                    c = c + cst[layer][step]
+        inputs = outs
+    loss = loss_of(model.head(torch.stack(inputs)), y)
+    flat = [v for part in (rec, dirs, cst) for d in part for v in d.values()] + h0
+    found = torch.autograd.grad(loss, flat, allow_unused=True, materialize_grads=True)
+    grads = dict(zip(map(id, flat), found, strict=True))
+    out: dict[str, Any] = {"loss": loss.item()}
+    for layer in range(L):
+        g = lambda t: grads[id(t)]  # noqa: E731
+        out[layer] = {
+            "recurrent": [g(rec[layer][b]).norm().item() for b in boundaries],
+            "direct": [g(dirs[layer][b]).norm().item() for b in boundaries],
+            "total": [(g(rec[layer][b]) + g(dirs[layer][b])).norm().item() for b in boundaries],
+            "cell": [g(cst[layer][b]).norm().item() for b in boundaries],
+            "initial": g(h0[layer]).norm().item(),
+            "direct_all": {t: g(dirs[layer][t]) for t in range(1, T + 1)},
+        }
+    return out
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_recurrent_and_direct_parts_equal_the_unrolled_cells(kind: str) -> None:
+    torch.manual_seed(4)
+    rnn = (nn.LSTM if kind == "lstm" else nn.GRU)(I, H, num_layers=2, dtype=DTYPE)
+    model = Seq(rnn)
+    x, y = data(5)
+    monitor = Monitor(model, every=1, chunk=K)
+    with monitor.step(0):
+        loss_of(model(x), y).backward()
+    (record,) = monitor.history
+    reference = unrolled_parts(model, x, y, [4, 8, 10])
+    assert [p.label for p in record.profiles] == ["rnn layer 0 forward", "rnn layer 1 forward"]
+    for prof in record.profiles:
+        want = reference[prof.layer]
+        assert prof.boundaries == (4, 8, 10)
+        for part in ("recurrent", "direct", "total"):
+            got = getattr(prof, part).tolist()
+            assert got == pytest.approx(want[part], rel=1e-10, abs=1e-300), part
+        assert prof.initial == pytest.approx(want["initial"], rel=1e-10)
+        if kind == "lstm":
+            assert prof.cell_state is not None
+            assert prof.cell_state.tolist() == pytest.approx(want["cell"], rel=1e-10, abs=1e-300)
+        assert float(prof.recurrent[-1]) == 0.0  # nothing reads h_T after the last step
+
+
+def test_lag_shares_equal_an_explicit_per_lag_reference() -> None:
+    torch.manual_seed(6)
+    model = Seq(nn.LSTM(I, H, dtype=DTYPE))
+    x, y = data(7)
+    lags = (1, 2, 5)
+    monitor = Monitor(model, every=1, chunk=K, lag_every=1, lags=lags)
+    with monitor.step(0):
+        loss_of(model(x), y).backward()
+    (prof,) = monitor.history[0].profiles
+    assert prof.lags == lags and prof.lag_shares is not None
+    reference = unrolled_parts(model, x, y, [4, 8, 10])
+    direct = reference[0]["direct_all"]  # dL/dh_t|direct, t = 1..T
+    cell = cells_of(model.rnn)[0]
+    for j, b in enumerate(prof.boundaries):
+        # h_b and c_b of the reference trajectory, then the surrogate of the far outputs.
+        with torch.no_grad():
+            h, c = torch.zeros(B, H, dtype=DTYPE), torch.zeros(B, H, dtype=DTYPE)
+            for t in range(b):
+                h, c = cell(x[t], (h, c))
+        whole = reference[0]["total"][j]
+        for i, d in enumerate(lags):
+            if b + d > T:
+                assert math.isnan(float(prof.lag_shares[i, j]))
+                continue
+            hb = h.clone().requires_grad_(True)
+            state, surrogate = (hb, c), torch.zeros((), dtype=DTYPE)
+            for t in range(b, T):
+                state = cell(x[t], state)
+                if t + 1 >= b + d:
+                    surrogate = surrogate + (direct[t + 1] * state[0]).sum()
+            (grad,) = torch.autograd.grad(surrogate, hb)
+            assert float(prof.lag_shares[i, j]) == pytest.approx(
+                grad.norm().item() / whole, rel=1e-10
+            )
+
+
+# ---------------------------------------------------------------- schedules
+
+
+@pytest.mark.parametrize(
+    ("schedule", "expected"),
+    [
+        (every(3), [0, 3, 6, 9, 12, 15, 18]),
+        (every(5, start=2), [2, 7, 12, 17]),
+        (log_spaced(4), [0, 1, 2, 3, 5, 10, 17]),
+        (when(lambda s: s in (4, 11)), [4, 11]),
+        (never(), []),
+    ],
+)
+def test_schedules_fire_on_exactly_the_steps_they_promise(
+    schedule: Any, expected: list[int]
+) -> None:
+    assert [s for s in range(20) if schedule(s)] == expected
+    torch.manual_seed(0)
+    model = Seq(nn.GRU(I, H, dtype=DTYPE))
+    monitor = Monitor(model, every=schedule, chunk=K)
+    train(model, monitor, 20, clip=None)
+    assert [r.step for r in monitor.history] == expected
+
+
+# ---------------------------------------------------------------- NaN / Inf
+
+
+class Amplifier(nn.Module):
+    """A ReLU RNN that blows up from step `start` on, when `armed`: h_t grows by 1e30 a step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(8)
+        self.rnn = nn.RNN(I, H, nonlinearity="relu", dtype=torch.float32)
+        self.head = nn.Linear(H, 2, dtype=torch.float32)
+        self.armed = False
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.armed:
+            with torch.no_grad():
+                self.rnn.weight_hh_l0.copy_(torch.eye(H) * 1e30)
+                self.rnn.bias_hh_l0.fill_(1.0)
+        return self.head(self.rnn(x)[0])
+
+
+def test_a_run_that_overflows_is_reported_where_it_began(tmp_path: Path) -> None:
+    model = Amplifier()
+    opt = torch.optim.SGD(model.parameters(), 0.01)
+    monitor = Monitor(model, opt, every=2, log=tmp_path, chunk=K)
+    for step in range(8):
+        x, y = data(step, torch.float32)
+        model.armed = step == 5
+        with monitor.step(step) as s:
+            loss = s.loss(loss_of(model(x), y))
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+    records = gradtrace.load(tmp_path / "monitor.jsonl")
+    assert isinstance(records, list) and isinstance(records[0], MonitorRun)
+    steps = [r for r in records if isinstance(r, MonitorStep)]
+    bad = next(r for r in steps if r.nonfinite is not None)
+    assert bad.step == 5  # not a scheduled step, recorded because it went non-finite
+    origin = bad.nonfinite
+    assert (origin.stage, origin.module, origin.module_type) == ("forward", "rnn", "RNN")
+    assert (origin.layer, origin.direction) == (0, "forward")
+    # h_1 = relu(W_ih x_1 + 1) is finite and about 1; h_2 ~ 1e30; h_3 ~ 1e60 overflows float32
+    assert origin.time_index == 2
+    assert "`rnn` (RNN), layer 0 forward at time step 2" in origin.note
+    before = [r for r in steps if r.step < 5]
+    assert before == [r for r in monitor.history if r.step < 5]  # read back unchanged
+
+
+def test_on_nonfinite_stop_raises_after_writing_the_record(tmp_path: Path) -> None:
+    model = Amplifier()
+    opt = torch.optim.SGD(model.parameters(), 0.01)
+    monitor = Monitor(model, opt, every=100, log=tmp_path, on_nonfinite="stop")
+    model.armed = True
+    x, y = data(0, torch.float32)
+    with (
+        pytest.raises(NonFiniteError, match="step 0: the loss was not finite"),
+        monitor.step(0) as s,
+    ):
+        s.loss(loss_of(model(x), y)).backward()
+        opt.step()
+    records = gradtrace.load(tmp_path / "monitor.jsonl")
+    assert isinstance(records, list) and records[-1].nonfinite is not None
+
+
+# ---------------------------------------------------------------- the clipping audit
+
+
+def clip_run(order: str, max_norm: float = 1.0, blow_up: bool = False) -> MonitorStep:
+    torch.manual_seed(1)
+    model = Seq(nn.GRU(I, H, dtype=torch.float32))
+    opt = torch.optim.SGD(model.parameters(), 0.01)
+    monitor = Monitor(model, opt, every=1, chunk=K)
+    x, y = data(0, torch.float32)
+    params = list(model.parameters())
+    with monitor.step(0) as s:
+        loss = s.loss(loss_of(model(x), y) * (1e30 if blow_up else 1.0))
+        if order == "before-backward":
+            torch.nn.utils.clip_grad_norm_(params, max_norm)
+        loss.backward()
+        if order == "after-step":
+            opt.step()
+            torch.nn.utils.clip_grad_norm_(params, max_norm)
+        else:
+            if order == "correct":
+                torch.nn.utils.clip_grad_norm_(params, max_norm)
+            opt.step()
+    return monitor.history[0]
+
+
+def test_correct_clipping_raises_no_warning() -> None:
+    record = clip_run("correct")
+    assert record.clip is not None and record.clip.warnings == () and record.warnings == ()
+
+
+@pytest.mark.parametrize(
+    ("order", "max_norm", "blow_up", "warning"),
+    [
+        ("after-step", 1.0, False, AFTER_STEP),
+        ("before-backward", 1.0, False, BEFORE_BACKWARD),
+        ("correct", math.inf, False, INFINITE),
+        ("correct", 1.0, True, "saw a non-finite total norm (inf)"),
+    ],
+    ids=["after-step", "before-backward", "max-norm-inf", "zeroed-by-inf"],
+)
+def test_each_clipping_misuse_is_flagged(
+    order: str, max_norm: float, blow_up: bool, warning: str
+) -> None:
+    record = clip_run(order, max_norm, blow_up)
+    assert record.clip is not None
+    assert any(warning in w for w in record.clip.warnings)
+    assert any(warning in w for w in record.warnings)
+
+
+def test_a_clip_reported_by_hand_is_audited() -> None:
+    from torch.nn.utils import clip_grad_norm_  # bound before the step: not wrapped
+
+    torch.manual_seed(1)
+    model = Seq(nn.GRU(I, H, dtype=DTYPE))
+    monitor = Monitor(model, every=1)
+    x, y = data(0)
+    with monitor.step(0) as s:
+        loss_of(model(x), y).backward()
+        s.clipped(clip_grad_norm_(model.parameters(), 1e-3), max_norm=1e-3)
+    clip = monitor.history[0].clip
+    assert clip is not None and clip.calls == 1 and clip.acted and clip.clipped_fraction == 1.0
+
+
+# ---------------------------------------------------------------- writers
+
+
+def test_a_log_cut_off_mid_line_reads_back_every_complete_record(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = Seq(nn.LSTM(I, H, dtype=DTYPE))
+    monitor = Monitor(model, every=1, log=tmp_path / "run.jsonl", chunk=K)
+    train(model, monitor, 4)
+    monitor.close()
+    path = tmp_path / "run.jsonl"
+    text = path.read_text()
+    path.write_text(text[: len(text) - 40])  # a killed process: the last line is torn
+    records = gradtrace.load(path)
+    assert isinstance(records, list)
+    assert records[1:] == monitor.history[:3]
+
+
+def test_tensorboard_files_read_back(tmp_path: Path) -> None:
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    torch.manual_seed(0)
+    model = Seq(nn.LSTM(I, H, dtype=torch.float32))
+    monitor = Monitor(model, every=2, log=tmp_path, tensorboard=True, chunk=K)
+    history = train(model, monitor, 6)
+    monitor.close()
+    events = EventAccumulator(str(tmp_path), size_guidance={"images": 0, "histograms": 0})
+    events.Reload()
+    tags = events.Tags()
+    losses = [e.value for e in events.Scalars("loss")]
+    assert losses == pytest.approx([r.loss for r in history], rel=1e-6)
+    assert [e.step for e in events.Scalars("grad_norm/global")] == [0, 2, 4]
+    assert "profile/rnn_layer_0_forward" in tags["images"]
+    assert "profile/rnn_layer_0_forward" in tags["histograms"]
+    assert "recurrent_share/rnn_layer_0_forward" in tags["scalars"]
+
+
+def test_a_missing_extra_is_named_in_one_sentence(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    real = builtins.__import__
+
+    def no_tensorboard(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'gradtrace\[tensorboard\]'"):
+        Monitor(nn.Linear(2, 2), log="unused-folder", tensorboard=True)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"every": 0}, "`every` must be at least 1"),
+        ({"on_nonfinite": "ignore"}, "`on_nonfinite` must be one of continue, stop"),
+        ({"chunk": 0}, "`chunk` must be a whole number of steps of at least 1"),
+        ({"lag_every": -1}, "`lag_every` must be a whole number of at least 1"),
+        ({"tensorboard": True}, "`tensorboard` needs a `log` folder"),
+    ],
+)
+def test_bad_options_are_refused_in_one_sentence(kwargs: dict[str, Any], message: str) -> None:
+    with pytest.raises(gradtrace.GradtraceError, match=message):
+        Monitor(nn.Linear(2, 2), **kwargs)
+
+
+# ---------------------------------------------------------------- Lightning
+
+
+# Lightning 2.6 under torch 2.13 warns about its own internals (pytree, dataloader workers).
+@pytest.mark.filterwarnings("ignore::FutureWarning", "ignore::UserWarning")
+def test_the_lightning_callback_records_what_the_plain_monitor_does(tmp_path: Path) -> None:
+    import lightning as L
+
+    from gradtrace.monitor.lightning import GradtraceCallback
+
+    class Module(L.LightningModule):
+        def __init__(self) -> None:
+            super().__init__()
+            torch.manual_seed(0)
+            self.net = Seq(nn.LSTM(I, H, dtype=torch.float32))
+
+        def forward(self, x: Tensor) -> Tensor:
+            return self.net(x)
+
+        def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+            x, y = batch
+            return loss_of(self(x[0]), y[0])
+
+        def configure_optimizers(self) -> Any:
+            return torch.optim.SGD(self.parameters(), 0.05)
+
+    batches = [data(step, torch.float32) for step in range(4)]
+    loader = torch.utils.data.DataLoader([(x, y) for x, y in batches], batch_size=1)
+    callback = GradtraceCallback(every=1, chunk=K)
+    trainer = L.Trainer(
+        max_steps=4, callbacks=[callback], logger=False, enable_checkpointing=False,
+        enable_progress_bar=False, enable_model_summary=False, gradient_clip_val=1.0,
+        default_root_dir=str(tmp_path), accelerator="cpu",
+    )  # fmt: skip
+    trainer.fit(Module(), loader)
+    assert callback.monitor is not None
+    lightning_history = callback.monitor.history
+    module = Module()  # the same seed, a plain loop
+    monitor = Monitor(module, torch.optim.SGD(module.parameters(), 0.05), every=1, chunk=K)
+    for step, (x, y) in enumerate(batches):
+        with monitor.step(step) as s:
+            loss = s.loss(loss_of(module(x), y))
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(module.parameters(), 1.0)
+            monitor.optimizer.step()  # type: ignore[union-attr]
+            monitor.optimizer.zero_grad()  # type: ignore[union-attr]
+    assert [r.step for r in lightning_history] == [0, 1, 2, 3]
+    for a, b in zip(lightning_history, monitor.history, strict=True):
+        assert a.loss == pytest.approx(b.loss, rel=1e-5)
+        assert a.grad_norm == pytest.approx(b.grad_norm, rel=1e-5)
+        assert a.clip is not None and b.clip is not None and a.clip.acted == b.clip.acted
+        for pa, pb in zip(a.profiles, b.profiles, strict=True):
+            torch.testing.assert_close(pa.total, pb.total, rtol=1e-5, atol=0)
+        for sa, sb in zip(a.parameters, b.parameters, strict=True):
+            assert sa.update_ratio == pytest.approx(sb.update_ratio, rel=1e-4)
