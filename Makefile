@@ -17,8 +17,8 @@ demo: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/gradtrace demo --out $(OUT)
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
 
 types: $(STAMP)
 	$(BIN)/mypy
@@ -31,6 +31,7 @@ test: lint types pytest
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_curve.py
 	$(BIN)/python benchmarks/bench_trace.py
+	$(BIN)/python benchmarks/bench_monitor.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -1,7 +1,7 @@
 """The README's examples run as written: every ```python block and every `gradtrace` command.
 
 The files the commands name (my_rnn.npz, mypkg/models.py, model.pt, x.npy, hidden.pt, wlm.py,
-tokens.pt, next_tokens.pt) are created first
+tokens.pt, next_tokens.pt, a monitored run in runs/exp1) are created first
 in a scratch folder, so each command runs for real; `gradtrace demo` is left to test_cli.
 """
 
@@ -65,6 +65,12 @@ def _write_inputs(folder: Path) -> None:
     gen = torch.Generator().manual_seed(0)
     torch.save(torch.randint(0, 50, (12, 3), generator=gen), folder / "tokens.pt")
     torch.save(torch.randint(0, 50, (12, 3), generator=gen), folder / "next_tokens.pt")
+    lstm = torch.nn.LSTM(2, 3)  # a small monitored run for `gradtrace monitor runs/exp1`
+    monitor = gradtrace.Monitor(lstm, every=1, log=folder / "runs" / "exp1")
+    for step in range(3):
+        with monitor.step(step) as s:
+            s.loss(lstm(torch.randn(10, 2, 2, generator=gen))[0].pow(2).sum()).backward()
+    monitor.close()
 
 
 WORD_MODEL = """
@@ -127,6 +133,9 @@ def test_python_block_runs(code: str, scratch: Path, capsys: pytest.CaptureFixtu
         result = namespace["result"]
         assert len(result.layers) == 2 and (result.mode, result.dropout_seed) == ("train", 0)
         assert [layer.dropout for layer in result.layers] == [0.0, 0.5]
+    if "report" in namespace:  # the monitored loop: 20 steps, every 5th recorded
+        assert (namespace["report"].steps, namespace["report"].last) == (4, 15)
+        assert "recurrent share" in namespace["report"].verdicts[0]
     if "own" in namespace:
         assert (namespace["own"].hidden_size, namespace["own"].state_size) == (16, 32)
     if "profile" in namespace:

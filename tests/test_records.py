@@ -63,7 +63,24 @@ def monitored() -> list[Record]:
     return [monitor.header, monitor.history[0]]
 
 
+def monitor_report() -> Record:
+    import tempfile
+
+    from gradtrace.report import monitor_report as report
+
+    folder = Path(tempfile.mkdtemp())
+    torch.manual_seed(0)
+    lstm = torch.nn.LSTM(2, 3, dtype=F64)
+    monitor = gradtrace.Monitor(lstm, every=1, log=folder)
+    for step in range(2):
+        with monitor.step(step) as s:
+            s.loss(lstm(torch.randn(8, 2, 2, dtype=F64))[0].pow(2).sum()).backward()
+    monitor.close()
+    return report(folder, folder / "report")
+
+
 BUILDERS: dict[str, Callable[[], Record]] = {
+    "monitor_report": monitor_report,
     "monitor_run": lambda: monitored()[0],
     "monitor_step": lambda: monitored()[1],
     "gradient_flow": lambda: gradtrace.curve(cell="lstm", hidden_size=4, steps=12, lyapunov=2),

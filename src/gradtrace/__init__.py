@@ -6,8 +6,8 @@ The names a user needs, each listed once (the subpackages hold the rest):
 - measure a cell or a net: `curve`, `analyse`, `depth_profile`, and on any Jacobians the
   engine itself, `contribution_curve`, and `lyapunov_spectrum`
 - the dynamics lab: `map_report`, `rnn_portrait`, `cliff_report`, `mandelbrot`
-- watch training: `Monitor` with the schedules `every`, `log_spaced`, `when`, and
-  `GradtraceCallback` for Lightning
+- watch training: `Monitor` with the schedules `every`, `log_spaced`, `when`,
+  `GradtraceCallback` for Lightning, and `monitor_report` for a recorded run
 - results: `load`, `save`, `plot` (every result is a record of `gradtrace.records`)
 - limits: `budget`, and the one error type `GradtraceError`
 
@@ -45,6 +45,7 @@ _EXPORTS = {
     "log_spaced": ("gradtrace.monitor.schedule", "log_spaced"),
     "when": ("gradtrace.monitor.schedule", "when"),
     "GradtraceCallback": ("gradtrace.monitor.lightning", "GradtraceCallback"),
+    "monitor_report": ("gradtrace.report.monitor", "monitor_report"),
     "load": ("gradtrace.records.files", "load"),
     "save": ("gradtrace.records.files", "save"),
     "plot": ("gradtrace.plots", "plot"),
@@ -67,7 +68,8 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     if name in (
-        "analysis", "cells", "core", "dynamics", "io", "monitor", "plots", "records", "tracing",
+        "analysis", "cells", "core", "dynamics", "io", "monitor", "plots", "records", "report",
+        "tracing",
     ):  # fmt: skip
         return importlib.import_module(f"gradtrace.{name}")
     raise AttributeError(f"module 'gradtrace' has no attribute {name!r}")

@@ -23,6 +23,7 @@ import typer.main
 from gradtrace.cli import curve as curve_cli
 from gradtrace.cli import dynamics as dynamics_cli
 from gradtrace.cli import gallery as gallery_cli
+from gradtrace.cli import monitor as monitor_cli
 from gradtrace.cli import trace as trace_cli
 from gradtrace.errors import GradtraceError
 
@@ -39,12 +40,14 @@ app.command("map")(dynamics_cli.map_command)
 app.command("mandelbrot")(dynamics_cli.mandelbrot_command)
 app.command("cliff")(dynamics_cli.cliff_command)
 app.command("trace")(trace_cli.trace_command)
+app.command("monitor")(monitor_cli.monitor_command)
 app.command("demo")(gallery_cli.demo)
 
 # Library argument -> option, where the names differ (the rest map by name: max_iter -> --max-iter).
 ALIASES: dict[str, dict[str, str]] = {
     **curve_cli.FLAGS,
     **trace_cli.FLAGS,
+    **monitor_cli.FLAGS,
     "map": {"map": "--map", "name": "--map", "orders": "--iterates"},
 }
 

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from gradtrace.cells import get_cell, replay, weights_from_torch
-from gradtrace.core.factors import hold
+from gradtrace.core.factors import chunk_steps, chunks_backward
 from gradtrace.monitor.chunked import LayerRecord
 
 LAGS = (1, 4, 16, 64)
@@ -40,37 +40,61 @@ def _direct(rec: LayerRecord, B: int, P: int, like: Tensor) -> Tensor:
 
 def lag_shares(module: nn.RNNBase, rec: LayerRecord, lags: tuple[int, ...] = LAGS) -> Tensor | None:
     """(len(lags), n boundaries) lag shares of one recorded layer and direction, float64;
-    None when the layer's input was not kept (not a lag step) or no backward reached it."""
+    None when the layer's input was not kept (not a lag step) or no backward reached it.
+
+    One backward pass over the steps, a chunk of Jacobians at a time: G_s and every chain
+    A_d(b) still open at step s are carried together as the rows of one product, so each step
+    costs one vector-Jacobian product of 1 + (open chains) rows.
+    """
     if rec.inputs is None or rec.s0 is None or not rec.outputs_grad:
         return None
     cell = get_cell(rec.cell)
     weights = weights_from_torch(module, rec.layer, rec.direction)
-    x = rec.inputs.detach().to(torch.float64)
+    x = rec.inputs.detach()
     with torch.no_grad():
-        run = replay(cell, weights.to(dtype=torch.float64), x, rec.s0.to(torch.float64))
-    source = hold(run)
+        run = replay(cell, weights, x, rec.s0.to(x.dtype))
     T, B, S = run.steps, run.batch, run.size
     P = weights.proj_size
     direct = _direct(rec, B, P, x)  # (T + 1, B, P)
-    G = x.new_zeros(T + 1, B, S)
-    G[T, :, :P] = direct[T]
+    G = x.new_zeros(B, S)
+    G[:, :P] = direct[T]
     last, last_c = rec.recurrent.get(T), rec.cell_state.get(T)
     if last is not None:  # the final state's own use (a loss on h_n, say)
-        G[T, :, :P] += last[0].to(torch.float64)
+        G[:, :P] += last[0].to(x.dtype)
     if last_c is not None:
-        G[T, :, P:] += last_c[0].to(torch.float64)
-    factors = source.factors(0, T)
-    for s in range(T - 1, -1, -1):  # G_s = J_{s+1}^T G_{s+1} + g_s
-        G[s] = factors.left(s, G[s + 1].unsqueeze(1))[:, 0]
-        G[s, :, :P] += direct[s]
+        G[:, P:] += last_c[0].to(x.dtype)
+    # chains (b, d) with b + d <= T, started at s = b + d from G_{b+d}, ended at s = b
+    pairs = [(j, i, b, d) for j, b in enumerate(rec.boundaries) for i, d in enumerate(lags)]
+    pairs = [p for p in pairs if p[2] + p[3] <= T]
+    chains: dict[tuple[int, int], Tensor] = {}
+    wholes: dict[int, float] = {}
     shares = torch.full((len(lags), len(rec.boundaries)), math.nan, dtype=torch.float64)
-    for j, b in enumerate(rec.boundaries):
-        whole = float(torch.linalg.vector_norm(G[b, :, :P]))
-        for i, d in enumerate(lags):
-            if b + d > T or whole == 0:
-                continue
-            A = G[b + d].unsqueeze(1)  # (B, 1, S)
-            for t in range(b + d - 1, b - 1, -1):  # apply J_{b+d}^T first, J_{b+1}^T last
-                A = factors.left(t, A)
-            shares[i, j] = float(torch.linalg.vector_norm(A[:, 0, :P])) / whole
+
+    def settle(s: int, G_s: Tensor) -> None:
+        for j, i, b, d in pairs:
+            if b + d == s:
+                chains[(j, i)] = G_s.clone()
+        if s in rec.boundaries:
+            j = rec.boundaries.index(s)
+            wholes[j] = float(torch.linalg.vector_norm(G_s[:, :P].to(torch.float64)))
+        for (j, i), A in list(chains.items()):
+            if rec.boundaries[j] == s:
+                whole = wholes.get(j, 0.0)
+                norm = float(torch.linalg.vector_norm(A[:, :P].to(torch.float64)))
+                shares[i, j] = norm / whole if whole > 0 else math.nan
+                del chains[(j, i)]
+
+    settle(T, G)
+    for begin, stop in chunks_backward(T, chunk_steps(run)):
+        factors = run.factors(begin, stop)
+        for k in range(stop - begin - 1, -1, -1):  # J_{s+1} with s = begin + k
+            s = begin + k
+            keys = list(chains)
+            rows = torch.stack([G, *(chains[key] for key in keys)], dim=1)  # (B, 1 + n, S)
+            rows = factors.left(k, rows)
+            G = rows[:, 0].clone()
+            G[:, :P] += direct[s]
+            for n, key in enumerate(keys):
+                chains[key] = rows[:, 1 + n]
+            settle(s, G)
     return shares

@@ -112,7 +112,9 @@ class Monitor:
         every: The steps to record: a `Schedule` (`gradtrace.every`, `log_spaced`, `when`),
             a number n (every n steps) or a predicate on the step.
         log: A folder for the run's `monitor.jsonl` (and TensorBoard files with
-            `tensorboard=True`), or a `.jsonl` path; None writes nothing to disk.
+            `tensorboard=True`), or a `.jsonl` path; None writes nothing to disk. A log that
+            already holds a run is appended to, never overwritten: the new run starts at its
+            own header, and `gradtrace monitor` reads the last run.
         tensorboard: Also write TensorBoard event files into the `log` folder (the
             `tensorboard` extra).
         writers: More writers (objects with `write(record)` and `close()`).
@@ -295,9 +297,8 @@ class Monitor:
             state.weights_before = [p.detach().clone() for p in self.params]
         if trace_now and state.args is not None:
             state.trace = self._trace(state)
-        state.clip_after = (
-            _global(self.params) if current.scheduled and current.events.calls else None
-        )
+        if current.scheduled and current.events.calls:
+            state.clip_after = _after_clip(current.events.calls[-1], self.params)
 
     def _check_finite(self, current: Step, state: _StepState) -> None:
         """Replay the step if its loss or gradient norm is not finite (once)."""
@@ -317,11 +318,10 @@ class Monitor:
     def _after_update(self, current: Step, state: _StepState) -> None:
         current.events.optimizer_stepped = True
         if state.weights_before is not None:
-            deltas = [
-                p.detach() - w for p, w in zip(self.params, state.weights_before, strict=True)
-            ]
-            state.updates = _norms(deltas)
-            state.weight_norms = _norms(state.weights_before)
+            before = state.weights_before
+            state.weight_norms = _norms(before)
+            torch._foreach_sub_(before, [p.detach() for p in self.params])  # -(the update)
+            state.updates = _norms(before)
             state.weights_before = None
 
     def _trace(self, state: _StepState) -> TraceResult | None:
@@ -359,7 +359,7 @@ class Monitor:
             if trace_now and state.args is not None:
                 state.trace = self._trace(state)
             if current.scheduled and calls:
-                state.clip_after = _global(self.params)
+                state.clip_after = _after_clip(calls[-1], self.params)
         record = MonitorStep(
             step=current.number,
             loss=loss,
@@ -470,6 +470,15 @@ def _nth(n: int | None) -> str:
 def _global(params: list[nn.Parameter]) -> float:
     norms = _norms([p.grad for p in params if p.grad is not None])
     return math.sqrt(sum(n * n for n in norms)) if norms else math.nan
+
+
+def _after_clip(call: Any, params: list[nn.Parameter]) -> float:
+    """The total norm after the last clip: torch's own arithmetic, norm * min(1, max_norm /
+    (norm + 1e-6)), when its norm and threshold are finite; measured otherwise."""
+    norm, max_norm = call.norm, call.max_norm
+    if max_norm is not None and math.isfinite(norm) and math.isfinite(max_norm):
+        return norm * min(1.0, max_norm / (norm + 1e-6))
+    return _global(params)
 
 
 def _with_lags(prof: Any, lags: tuple[int, ...], shares: Tensor) -> Any:

@@ -5,6 +5,7 @@ One figure function per record kind, and `plot(record, path)` picks it:
     GradientFlow → plot_flow         TraceResult → plot_trace      SensitivityProfile → ...
     DepthProfile → plot_depth        MapReport → plot_map_report   Bifurcation, EscapeImage,
     FixedPoints, RNNPortrait, CliffReport → their figure in `gradtrace.plots.dynamics`
+    MonitorStep → plot_monitor_step, and a run's figures, in `gradtrace.plots.monitor`
 
 This package's `__init__` stays free of matplotlib so that a figure path can be checked before
 any work starts, without paying for the import.
@@ -33,6 +34,7 @@ FIGURES = {
     "FixedPoints": ("gradtrace.plots.dynamics", "plot_fixed_points"),
     "RNNPortrait": ("gradtrace.plots.dynamics", "plot_rnn_portrait"),
     "CliffReport": ("gradtrace.plots.dynamics", "plot_cliff"),
+    "MonitorStep": ("gradtrace.plots.monitor", "plot_monitor_step"),
 }
 
 

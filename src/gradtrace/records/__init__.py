@@ -16,6 +16,7 @@ back with `from_dict` through `gradtrace.records.codec`, losslessly and as stric
     cliff_report    CliffReport         a gradient cliff and descent on it
     monitor_run     MonitorRun          the header of a monitored training run's log
     monitor_step    MonitorStep         one monitored training step: norms, clipping, profiles
+    monitor_report  MonitorReport       the verdict and figures of a monitored run
 
 This layer holds data only: it imports nothing of gradtrace but errors and the file helpers.
 """
@@ -36,6 +37,7 @@ from gradtrace.records.maps import (
 )
 from gradtrace.records.monitor import (
     ClipAudit,
+    MonitorReport,
     MonitorRun,
     MonitorStep,
     NonFiniteOrigin,
@@ -63,6 +65,7 @@ __all__ = [
     "MapLyapunov",
     "MapReport",
     "MatrixSpectrum",
+    "MonitorReport",
     "MonitorRun",
     "MonitorStep",
     "NonFiniteOrigin",

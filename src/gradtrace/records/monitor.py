@@ -201,3 +201,26 @@ class MonitorRun(Record):
     chunk: int
     started: str
     version: str
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class MonitorReport(Record):
+    """What `gradtrace monitor RUN --out DIR` made of a run.
+
+    Attributes:
+        run: The run read.
+        steps: How many step records it holds.
+        first: The first step recorded.
+        last: The last step recorded.
+        verdicts: The findings, one sentence each.
+        figures: The files written (figures and report.md).
+    """
+
+    KIND = "monitor_report"
+
+    run: str
+    steps: int
+    first: int
+    last: int
+    verdicts: tuple[str, ...]
+    figures: tuple[str, ...]
