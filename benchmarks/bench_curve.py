@@ -27,30 +27,17 @@ from __future__ import annotations
 
 import argparse
 import math
-import subprocess
 import sys
-import time
-from collections.abc import Callable
 
 import torch
 
+from common import best_time, peak_rss_mb, thread_settings
 from gradtrace.analysis.curve import analyse
 from gradtrace.cells import RNNWeights, get_cell, random_weights, replay
 from gradtrace.core.engine import contribution_curve
 from gradtrace.core.matrix_free import matrix_free_curve
 
 DTYPE = torch.float64
-
-
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    """Best wall time of `repeats` calls, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def plain_loop(J: torch.Tensor) -> None:
@@ -162,20 +149,6 @@ def matrix_free(repeats: int) -> None:
     )
 
 
-PEAK = (
-    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True, "
-    "stdout=subprocess.DEVNULL); print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-)
-
-
-def peak_rss_mb(argv: list[str]) -> float:
-    """The maximum resident set of a fresh process running `argv`, in MB."""
-    done = subprocess.run(
-        [sys.executable, "-c", PEAK, *argv], capture_output=True, text=True, check=True
-    )
-    return int(done.stdout.strip()) / 1024  # ru_maxrss is in KiB on Linux
-
-
 def memory() -> None:
     base = peak_rss_mb([sys.executable, "-c", "import gradtrace.analysis.curve"])
     argv = [sys.executable, "-m", "gradtrace", "curve", "--hidden", "32", "--steps", "100000"]
@@ -193,15 +166,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", default="default,1")
     args = parser.parse_args()
-    default = torch.get_num_threads()
-    for setting in args.threads.split(","):
-        threads = default if setting == "default" else int(setting)
-        torch.set_num_threads(threads)
-        print(f"== torch {torch.__version__}, {threads} thread(s) ({setting}), float64")
+    for _ in thread_settings(args.threads, ", float64"):
         speed(args.repeats)
         end_to_end(args.repeats)
         matrix_free(args.repeats)
-    torch.set_num_threads(default)
     memory()
 
 

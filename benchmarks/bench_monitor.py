@@ -33,6 +33,7 @@ import torch
 from torch import Tensor, nn
 
 import gradtrace
+from common import thread_settings
 
 T, B, I, H = 200, 32, 32, 128
 
@@ -130,17 +131,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--threads", default="default,1")
     args = parser.parse_args()
-    default = torch.get_num_threads()
-    for setting in args.threads.split(","):
-        threads = default if setting == "default" else int(setting)
-        torch.set_num_threads(threads)
-        print(
-            f"== torch {torch.__version__}, {threads} thread(s) ({setting}); targets: "
-            "every 1 <= 1.10x, every 16 <= 1.02x"
-        )
+    for _ in thread_settings(args.threads, "; targets: every 1 <= 1.10x, every 16 <= 1.02x"):
         for name in ("lstm", "gru", "mlp"):
             measure(name, args.rounds)
-    torch.set_num_threads(default)
 
 
 if __name__ == "__main__":

@@ -23,17 +23,15 @@ thread.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from common import best_time, peak_rss_mb, thread_settings
 from gradtrace.tracing import trace
 
 
@@ -53,17 +51,6 @@ class WordModel(nn.Module):
         output, hidden = self.rnn(self.drop(self.encoder(tokens)), hidden)
         logits = self.decoder(self.drop(output)).view(-1, self.vocab)
         return F.log_softmax(logits, dim=1), hidden
-
-
-def best_time(fn: Callable[[], object], repeats: int) -> float:
-    """Best wall time of `repeats` calls, after one warm-up call."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def language_model(repeats: int) -> None:
@@ -150,12 +137,10 @@ def against_autograd(repeats: int, units: int = 8) -> None:
     )
 
 
-PEAK = (
-    "import resource, subprocess, sys; subprocess.run(sys.argv[1:], check=True); "
-    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)"
-)
 BIG_LSTM = """
 import torch
+from common import best_time, peak_rss_mb, thread_settings
+
 from gradtrace.tracing import trace
 torch.manual_seed(0)
 lstm = torch.nn.LSTM(650, 650, num_layers=2)
@@ -164,15 +149,13 @@ x = torch.randn(35, 10, 650)
 """
 
 
-def peak_rss_mb(code: str) -> float:
+def peak_code_mb(code: str) -> float:
     """The maximum resident set of a fresh Python process running `code`, in MB."""
-    argv = [sys.executable, "-c", PEAK, sys.executable, "-c", textwrap.dedent(code)]
-    done = subprocess.run(argv, capture_output=True, text=True, check=True)
-    return int(done.stdout.strip().splitlines()[-1]) / 1024  # KiB on Linux
+    return peak_rss_mb([sys.executable, "-c", textwrap.dedent(code)])
 
 
 def memory() -> None:
-    own = peak_rss_mb(BIG_LSTM.format(work="lstm(x)[0].pow(2).sum().backward()"))
+    own = peak_code_mb(BIG_LSTM.format(work="lstm(x)[0].pow(2).sum().backward()"))
     traced = peak_rss_mb(
         BIG_LSTM.format(work="trace(lstm, x, loss_fn=lambda o: o[0].pow(2).sum())")
     )
@@ -189,14 +172,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", default="default,1")
     args = parser.parse_args()
-    default = torch.get_num_threads()
-    for setting in args.threads.split(","):
-        threads = default if setting == "default" else int(setting)
-        torch.set_num_threads(threads)
-        print(f"== torch {torch.__version__}, {threads} thread(s) ({setting})")
+    for _ in thread_settings(args.threads):
         language_model(args.repeats)
         against_autograd(args.repeats)
-    torch.set_num_threads(default)
     memory()
 
 
