@@ -183,6 +183,7 @@ class Monitor:
             (path, m) for path, m in model.named_modules() if isinstance(m, MODULE_TYPES)
         ]
         self.writers = open_writers(log, tensorboard, writers)
+        self._snapshot: list[Tensor] | None = None  # one copy of the weights, reused
         self.recorded = 0  # scheduled steps recorded so far
         self.seen = 0  # steps seen so far
         self.clipped_steps = 0
@@ -293,8 +294,15 @@ class Monitor:
         state.updated = True
         self._read_gradients(current, state)
         self._check_finite(current, state)  # now, while the weights are still those of the step
-        if current.scheduled:
-            state.weights_before = [p.detach().clone() for p in self.params]
+        if current.scheduled:  # the weights before the update, into a buffer kept for reuse
+            weights = [p.detach() for p in self.params]
+            if self._snapshot is None or any(
+                b.shape != w.shape or b.dtype != w.dtype or b.device != w.device
+                for b, w in zip(self._snapshot, weights, strict=True)
+            ):
+                self._snapshot = [torch.empty_like(w) for w in weights]
+            torch._foreach_copy_(self._snapshot, weights)
+            state.weights_before = self._snapshot
         if trace_now and state.args is not None:
             state.trace = self._trace(state)
         if current.scheduled and current.events.calls:
