@@ -112,8 +112,8 @@ def _norm_verdicts(steps: list[MonitorStep]) -> list[str]:
         acted = sum(s.clip.acted for s in clipped if s.clip is not None)
         fraction = clipped[-1].clip.clipped_fraction if clipped[-1].clip else math.nan
         lines.append(
-            f"Clipping acted on {acted} of {len(clipped)} recorded steps ({fraction:.0%} of all "
-            f"steps seen)."
+            f"Clipping acted on {acted} of {len(clipped)} recorded steps, and on {fraction:.0%} "
+            f"of every step seen up to step {clipped[-1].step}."
         )
     warnings = {w for s in steps for w in s.warnings}
     lines.extend(f"Warning: {w}." for w in sorted(warnings))
