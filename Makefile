@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 OUT ?= out/demo
 
-.PHONY: demo test lint types pytest bench clean
+.PHONY: demo test lint types pytest bench reproduce clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "gradtrace needs Python 3.11+"'
@@ -27,6 +27,10 @@ pytest: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python -m pytest -q
 
 test: lint types pytest
+
+# The papers' claims about the remedies, checked by runs made here (CPU protocol, < 15 min).
+reproduce: $(STAMP)
+	MPLBACKEND=Agg $(BIN)/gradtrace reproduce --out out/reproduce
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_curve.py

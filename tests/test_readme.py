@@ -24,7 +24,7 @@ from gradtrace.core.theory import VERDICTS
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 BLOCKS = re.findall(r"```(\w*)\n(.*?)```", README, flags=re.S)
 PYTHON = [code for lang, code in BLOCKS if lang == "python"]
-SKIPPED = ("gradtrace demo",)  # the whole tour: test_cli runs it
+SKIPPED = ("gradtrace demo", "gradtrace reproduce")  # long: test_cli, test_reproduce run them
 
 
 def _commands() -> list[str]:

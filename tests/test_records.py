@@ -79,7 +79,22 @@ def monitor_report() -> Record:
     return report(folder, folder / "report")
 
 
+def train_run() -> Record:
+    config = {"task": "adding", "model": "lstm", "length": 8, "hidden_size": 4,
+              "batch_size": 4, "steps": 4, "eval_every": 2, "test_size": 8}  # fmt: skip
+    return gradtrace.train(config, show_progress=False)
+
+
+def reproduction() -> Record:
+    from gradtrace.records import ClaimResult, Reproduction
+
+    claim = ClaimResult("c", "a claim", "A & B 2000", "x < 1", "x = 0.5", True, ("k",))
+    return Reproduction("quick", (claim,), 1.5, 3.0, "runs.sqlite", ("table.md",))
+
+
 BUILDERS: dict[str, Callable[[], Record]] = {
+    "train_run": train_run,
+    "reproduction": reproduction,
     "monitor_report": monitor_report,
     "monitor_run": lambda: monitored()[0],
     "monitor_step": lambda: monitored()[1],

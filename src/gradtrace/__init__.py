@@ -8,6 +8,8 @@ The names a user needs, each listed once (the subpackages hold the rest):
 - the dynamics lab: `map_report`, `rnn_portrait`, `cliff_report`, `mandelbrot`
 - watch training: `Monitor` with the schedules `every`, `log_spaced`, `when`,
   `GradtraceCallback` for Lightning, and `monitor_report` for a recorded run
+- the remedies, measured: `train` a `TrainConfig` (tasks in `gradtrace.tasks`, models in
+  `gradtrace.models`), run grids with `gradtrace.sweeps`, check the papers with `reproduce`
 - results: `load`, `save`, `plot` (every result is a record of `gradtrace.records`)
 - limits: `budget`, and the one error type `GradtraceError`
 
@@ -46,6 +48,9 @@ _EXPORTS = {
     "when": ("gradtrace.monitor.schedule", "when"),
     "GradtraceCallback": ("gradtrace.monitor.lightning", "GradtraceCallback"),
     "monitor_report": ("gradtrace.report.monitor", "monitor_report"),
+    "train": ("gradtrace.training.train", "train"),
+    "TrainConfig": ("gradtrace.training.config", "TrainConfig"),
+    "reproduce": ("gradtrace.reproduce.run", "reproduce"),
     "load": ("gradtrace.records.files", "load"),
     "save": ("gradtrace.records.files", "save"),
     "plot": ("gradtrace.plots", "plot"),
@@ -68,8 +73,8 @@ def __getattr__(name: str) -> Any:
         globals()[name] = value
         return value
     if name in (
-        "analysis", "cells", "core", "dynamics", "io", "monitor", "plots", "records", "report",
-        "tracing",
+        "analysis", "cells", "core", "dynamics", "io", "models", "monitor", "plots", "records",
+        "report", "store", "sweeps", "tasks", "tracing", "training",
     ):  # fmt: skip
         return importlib.import_module(f"gradtrace.{name}")
     raise AttributeError(f"module 'gradtrace' has no attribute {name!r}")

@@ -20,9 +20,10 @@ MIN_ITEMS = 8  # fewer items than this finish before a bar would be worth drawin
 
 
 @contextmanager
-def progress(total: int, label: str) -> Iterator[Callable[[], None]]:
-    """A bar over `total` items named `label`; yields the function that advances it by one."""
-    if total < MIN_ITEMS or not sys.stderr.isatty():
+def progress(total: int, label: str, enabled: bool = True) -> Iterator[Callable[[], None]]:
+    """A bar over `total` items named `label` (none when not `enabled`); yields the function
+    that advances it by one."""
+    if not enabled or total < MIN_ITEMS or not sys.stderr.isatty():
         yield lambda: None
         return
     from rich.console import Console

@@ -17,7 +17,7 @@ it was.
 
 from __future__ import annotations
 
-from torch import nn
+from torch import Tensor, nn
 
 from gradtrace.cells.gru import GRUWeights
 from gradtrace.cells.lstm import LSTMWeights
@@ -84,13 +84,20 @@ def weights_from_torch(module: nn.Module, layer: int = 0, direction: int = 0) ->
         isinstance(direction, int) and not isinstance(direction, bool) and 0 <= direction < D,
         f"`direction` must be in 0..{D - 1} for this {type(module).__name__}, got {direction!r}",
     )
-    p = {name: t.detach() for name, t in module.named_parameters()}
-    W_ih, W_hh = p["weight_ih" + suffix], p["weight_hh" + suffix]
-    b_ih = p.get("bias_ih" + suffix, W_ih.new_zeros(W_ih.shape[0]))
-    b_hh = p.get("bias_hh" + suffix, W_hh.new_zeros(W_hh.shape[0]))
+
+    def weight(name: str) -> Tensor | None:  # getattr: a parametrised weight as it is used
+        value = getattr(module, name, None)
+        return value.detach() if isinstance(value, Tensor) else None
+
+    W_ih, W_hh = weight("weight_ih" + suffix), weight("weight_hh" + suffix)
+    assert W_ih is not None and W_hh is not None
+    b_ih = weight("bias_ih" + suffix)
+    b_hh = weight("bias_hh" + suffix)
+    b_ih = W_ih.new_zeros(W_ih.shape[0]) if b_ih is None else b_ih
+    b_hh = W_hh.new_zeros(W_hh.shape[0]) if b_hh is None else b_hh
     if kind == "rnn":
         nonlinearity = getattr(module, "nonlinearity", "tanh")
         return RNNWeights(W_hh, W_ih, b_ih + b_hh, nonlinearity)
     if kind == "lstm":
-        return LSTMWeights(W_ih, W_hh, b_ih + b_hh, p.get("weight_hr" + suffix))
+        return LSTMWeights(W_ih, W_hh, b_ih + b_hh, weight("weight_hr" + suffix))
     return GRUWeights(W_ih, W_hh, b_ih, b_hh)

@@ -24,7 +24,10 @@ from gradtrace.cli import curve as curve_cli
 from gradtrace.cli import dynamics as dynamics_cli
 from gradtrace.cli import gallery as gallery_cli
 from gradtrace.cli import monitor as monitor_cli
+from gradtrace.cli import reproduce as reproduce_cli
+from gradtrace.cli import sweep as sweep_cli
 from gradtrace.cli import trace as trace_cli
+from gradtrace.cli import train as train_cli
 from gradtrace.errors import GradtraceError
 
 app = typer.Typer(
@@ -41,13 +44,18 @@ app.command("mandelbrot")(dynamics_cli.mandelbrot_command)
 app.command("cliff")(dynamics_cli.cliff_command)
 app.command("trace")(trace_cli.trace_command)
 app.command("monitor")(monitor_cli.monitor_command)
+app.command("train")(train_cli.train_command)
+app.command("reproduce")(reproduce_cli.reproduce_command)
 app.command("demo")(gallery_cli.demo)
+app.add_typer(sweep_cli.app, name="sweep")
 
 # Library argument -> option, where the names differ (the rest map by name: max_iter -> --max-iter).
 ALIASES: dict[str, dict[str, str]] = {
     **curve_cli.FLAGS,
     **trace_cli.FLAGS,
     **monitor_cli.FLAGS,
+    **train_cli.FLAGS,
+    **sweep_cli.FLAGS,
     "map": {"map": "--map", "name": "--map", "orders": "--iterates"},
 }
 

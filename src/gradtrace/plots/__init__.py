@@ -35,6 +35,7 @@ FIGURES = {
     "RNNPortrait": ("gradtrace.plots.dynamics", "plot_rnn_portrait"),
     "CliffReport": ("gradtrace.plots.dynamics", "plot_cliff"),
     "MonitorStep": ("gradtrace.plots.monitor", "plot_monitor_step"),
+    "TrainRun": ("gradtrace.plots.training", "plot_train_run"),
 }
 
 

@@ -72,26 +72,31 @@ def _series(steps: list[MonitorStep], label: str) -> list[tuple[int, TimeProfile
     return [(s.step, p) for s in steps for p in s.profiles if p.label == label]
 
 
+def draw_profile_heatmap(ax: Any, series: list[tuple[int, TimeProfile]], label: str) -> Any:
+    """log10 ||dL/dh_b|| as an image, boundary b by training step; returns the image."""
+    boundaries = sorted({b for _, p in series for b in p.boundaries})
+    grid = np.full((len(boundaries), len(series)), np.nan)
+    for j, (_, prof) in enumerate(series):
+        for b, v in zip(prof.boundaries, _logs(prof.total), strict=True):
+            grid[boundaries.index(b), j] = v
+    x = [s for s, _ in series]
+    image = ax.imshow(
+        grid, aspect="auto", origin="lower", cmap="viridis", interpolation="nearest",
+        extent=(min(x) - 0.5, max(x) + 0.5, -0.5, len(boundaries) - 0.5),
+    )  # fmt: skip
+    ax.set_yticks(range(len(boundaries)), [str(b) for b in boundaries])
+    ax.set_ylabel("boundary b")
+    ax.set_title(f"{label}: log10 ||dL/dh_b||")
+    return image
+
+
 def plot_run_profile(steps: list[MonitorStep], path: str | Path) -> Path:
     """Heatmaps of log10 ||dL/dh_b||, boundary by training step, one per layer."""
     labels = _keys(steps)
     n = max(1, len(labels))
     fig, axes = plt.subplots(n, 1, figsize=(8.0, 2.8 * n), squeeze=False)
     for ax, label in zip(axes[:, 0], labels, strict=False):
-        series = _series(steps, label)
-        boundaries = sorted({b for _, p in series for b in p.boundaries})
-        grid = np.full((len(boundaries), len(series)), np.nan)
-        for j, (_, prof) in enumerate(series):
-            for b, v in zip(prof.boundaries, _logs(prof.total), strict=True):
-                grid[boundaries.index(b), j] = v
-        x = [s for s, _ in series]
-        image = ax.imshow(
-            grid, aspect="auto", origin="lower", cmap="viridis", interpolation="nearest",
-            extent=(min(x) - 0.5, max(x) + 0.5, -0.5, len(boundaries) - 0.5),
-        )  # fmt: skip
-        ax.set_yticks(range(len(boundaries)), [str(b) for b in boundaries])
-        ax.set_ylabel("boundary b")
-        ax.set_title(f"{label}: log10 ||dL/dh_b||")
+        image = draw_profile_heatmap(ax, _series(steps, label), label)
         fig.colorbar(image, ax=ax, label="log10 norm")
     axes[-1, 0].set_xlabel("training step")
     if not labels:
@@ -125,14 +130,6 @@ def plot_run_norms(steps: list[MonitorStep], path: str | Path) -> Path:
     return save(fig, path)
 
 
-def mean_share(prof: TimeProfile) -> float:
-    """The recurrent share averaged over the interior boundaries (the last one has no later
-    steps); NaN where it is not defined."""
-    share = prof.recurrent_share[:-1] if len(prof.boundaries) > 1 else prof.recurrent_share
-    finite = share[share.isfinite()]
-    return float(finite.mean()) if finite.numel() else math.nan
-
-
 def plot_run_shares(steps: list[MonitorStep], path: str | Path) -> Path:
     """The recurrent share (and the traces' memory horizons) over training."""
     traced = [s for s in steps if s.trace is not None]
@@ -141,7 +138,9 @@ def plot_run_shares(steps: list[MonitorStep], path: str | Path) -> Path:
     ax = axes[0][0]
     for label in _keys(steps):
         series = _series(steps, label)
-        ax.plot([s for s, _ in series], [mean_share(p) for _, p in series], "-", label=label)
+        ax.plot(
+            [s for s, _ in series], [p.mean_recurrent_share for _, p in series], "-", label=label
+        )
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("training step")
     ax.set_ylabel("recurrent share of dL/dh_b")

@@ -17,6 +17,8 @@ back with `from_dict` through `gradtrace.records.codec`, losslessly and as stric
     monitor_run     MonitorRun          the header of a monitored training run's log
     monitor_step    MonitorStep         one monitored training step: norms, clipping, profiles
     monitor_report  MonitorReport       the verdict and figures of a monitored run
+    train_run       TrainRun            one seeded training run: config, metrics, curves
+    reproduction    Reproduction        the published claims checked by runs made here
 
 This layer holds data only: it imports nothing of gradtrace but errors and the file helpers.
 """
@@ -44,11 +46,14 @@ from gradtrace.records.monitor import (
     ParameterStats,
     TimeProfile,
 )
+from gradtrace.records.reproduce import ClaimResult, Reproduction
 from gradtrace.records.trace import SensitivityProfile, TraceResult
+from gradtrace.records.training import TrainRun
 
 __all__ = [
     "KINDS",
     "Bifurcation",
+    "ClaimResult",
     "CliffRNN",
     "CliffReport",
     "CliffSweep",
@@ -72,10 +77,12 @@ __all__ = [
     "ParameterStats",
     "RNNPortrait",
     "Record",
+    "Reproduction",
     "SensitivityProfile",
     "Theory",
     "TimeProfile",
     "TraceResult",
+    "TrainRun",
     "append",
     "dumps",
     "from_dict",

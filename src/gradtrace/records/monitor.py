@@ -21,6 +21,7 @@ in the layer's own time order: b steps into the sequence, h_b the state after th
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from torch import Tensor
@@ -117,6 +118,14 @@ class TimeProfile(Record):
     def recurrent_share(self) -> Tensor:
         """||recurrent|| / (||recurrent|| + ||direct||) per boundary, in [0, 1]."""
         return self.recurrent / (self.recurrent + self.direct)
+
+    @property
+    def mean_recurrent_share(self) -> float:
+        """The recurrent share averaged over the interior boundaries (the last one has no
+        later steps); NaN where it is not defined."""
+        share = self.recurrent_share[:-1] if len(self.boundaries) > 1 else self.recurrent_share
+        finite = share[share.isfinite()]
+        return float(finite.mean()) if finite.numel() else math.nan
 
 
 @dataclass(frozen=True, eq=False, repr=False)

@@ -22,7 +22,7 @@ from pathlib import Path
 from gradtrace.errors import check
 from gradtrace.io.files import check_output_folder, write_text_atomic
 from gradtrace.records.files import load
-from gradtrace.records.monitor import MonitorReport, MonitorRun, MonitorStep, TimeProfile
+from gradtrace.records.monitor import MonitorReport, MonitorRun, MonitorStep
 
 FLOOR = 0.01  # a recurrent share below 1 % means the layer has stopped using its past
 
@@ -58,12 +58,6 @@ def read_run(run: str | Path) -> tuple[MonitorRun | None, list[MonitorStep]]:
     return header, sorted(steps, key=lambda s: s.step)
 
 
-def _share(prof: TimeProfile) -> float:
-    from gradtrace.plots.monitor import mean_share
-
-    return mean_share(prof)
-
-
 def _share_verdicts(steps: list[MonitorStep]) -> list[str]:
     lines = []
     labels: dict[str, None] = {}
@@ -72,7 +66,7 @@ def _share_verdicts(steps: list[MonitorStep]) -> list[str]:
             labels[p.label] = None
     for label in labels:
         series = [(s.step, p) for s in steps for p in s.profiles if p.label == label]
-        shares = [(step, _share(p), p.chunk) for step, p in series]
+        shares = [(step, p.mean_recurrent_share, p.chunk) for step, p in series]
         shares = [(step, v, k) for step, v, k in shares if math.isfinite(v)]
         if not shares:
             continue

@@ -1,0 +1,15 @@
+"""The remedies' sequence models for long-term-dependency tasks, real `torch.nn` modules.
+
+MODELS          the models by name (also the CLI's names), `registry.py`
+build_model     a seeded model by name: x (B, T, I) -> y (B, T, O)
+describe        a model's recurrence and initialisation, in words
+SequenceModel   the module every model is: a recurrent core and a per-step readout, with
+                its recurrence one step at a time for `gradtrace.trace_step`
+LoopRNN         the core of the sigmoid and skip RNNs, a loop over one step
+"""
+
+from gradtrace.models.loops import LoopRNN
+from gradtrace.models.registry import MODELS, build_model, describe
+from gradtrace.models.sequence import SequenceModel
+
+__all__ = ["MODELS", "LoopRNN", "SequenceModel", "build_model", "describe"]
