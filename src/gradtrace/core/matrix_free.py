@@ -42,6 +42,7 @@ from gradtrace.core.factors import (
     chunks_backward,
     chunks_forward,
 )
+from gradtrace.core.spectral import eigvalsh_psd
 from gradtrace.errors import check
 
 RANK = 8  # rows carried: the frame U's columns
@@ -143,7 +144,7 @@ def _backward(
         if measure:
             block = kept[..., cols]  # (n, B, r, C)
             gram = (block @ block.mT).to(torch.float64)  # (n, B, r, r)
-            top = torch.linalg.eigvalsh(gram)[..., -1].clamp_min(0)
+            top = eigvalsh_psd(gram)[..., -1].clamp_min(0)
             log_c[begin:end] = logs + 0.5 * torch.log(top)
     return (log_c if measure else None), Y
 

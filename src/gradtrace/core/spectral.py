@@ -44,11 +44,33 @@ def check_metric(metric: str) -> None:
     check(metric in METRICS, f"`metric` must be one of {', '.join(METRICS)}, got {metric!r}")
 
 
+def eigh_psd(G: Tensor) -> tuple[Tensor, Tensor]:
+    """Eigenvalues (ascending) and eigenvectors of symmetric positive semi-definite G (..., n, n).
+
+    LAPACK's eigh can fail to converge on matrices with clusters of (nearly) equal eigenvalues,
+    such as the Gram matrices of an identity-initialised RNN's products; for a PSD matrix the
+    SVD is the same decomposition (singular values are the eigenvalues), so it takes over then.
+    """
+    try:
+        return torch.linalg.eigh(G)
+    except torch.linalg.LinAlgError:
+        U, values, _ = torch.linalg.svd((G + G.mT) / 2)  # descending, for PSD G
+        return values.flip(-1), U.flip(-1)
+
+
+def eigvalsh_psd(G: Tensor) -> Tensor:
+    """The eigenvalues (ascending) of symmetric PSD G (..., n, n); see `eigh_psd`."""
+    try:
+        return torch.linalg.eigvalsh(G)
+    except torch.linalg.LinAlgError:
+        return torch.linalg.svdvals((G + G.mT) / 2).flip(-1)
+
+
 def gram_spectral(M: Tensor) -> Tensor:
     """sigma_1 of each (..., R, C) matrix from the top eigenvalue of the smaller Gram matrix."""
     wide = M.shape[-1] > M.shape[-2]
     gram = M @ M.mT if wide else M.mT @ M  # (..., R, R) or (..., C, C)
-    return torch.linalg.eigvalsh(gram)[..., -1].clamp(min=0).sqrt()
+    return eigvalsh_psd(gram)[..., -1].clamp(min=0).sqrt()
 
 
 def _certify(theta: Tensor, others: Tensor, residual: Tensor, frob: Tensor, tol: float) -> Tensor:
@@ -61,7 +83,7 @@ def _ritz(M: Tensor, Y: Tensor, U: Tensor) -> tuple[Tensor, Tensor, Tensor, Tens
     """Rayleigh-Ritz of G = M M^T on span(U) from Y = U^T M: the top Ritz value, the sum of
     the others but the second, the top Ritz vector's squared residual, and all Ritz vectors
     (largest first), for matrices (n, R, C), Y (n, r, C), U (n, R, r)."""
-    ritz, W = torch.linalg.eigh((Y @ Y.mT).to(torch.float64))  # ascending Ritz values of G
+    ritz, W = eigh_psd((Y @ Y.mT).to(torch.float64))  # ascending Ritz values of G
     theta = ritz[..., -1]
     w = W[..., -1:].to(M.dtype)  # (n, r, 1)
     z = M @ (Y.mT @ w)  # (n, R, 1): G x for the top Ritz vector x = U w
@@ -144,7 +166,7 @@ def _by_inertia(M: Tensor, V: Tensor, tol: float) -> Tensor:
     for _ in range(ROUNDS + 1):
         A = G[todo] if todo.numel() < G.shape[0] else G
         V = torch.linalg.qr(A @ V)[0]  # one round of subspace iteration on G
-        ritz, W = torch.linalg.eigh(V.mT @ A @ V)
+        ritz, W = eigh_psd(V.mT @ A @ V)
         theta, x = ritz[..., -1], V @ W[..., -1:]  # top Ritz pair; theta is a lower bound
         residual = torch.linalg.vector_norm(A @ x - theta.view(-1, 1, 1) * x, dim=(-2, -1))
         # Only a Ritz value close to an eigenvalue can pass the test: try those.
@@ -158,7 +180,7 @@ def _by_inertia(M: Tensor, V: Tensor, tol: float) -> Tensor:
             todo, V = todo[keep], V[keep]
         if todo.numel() == 0:
             return lam
-    lam[todo] = torch.linalg.eigvalsh(G[todo])[..., -1].clamp(min=0).to(torch.float64)
+    lam[todo] = eigvalsh_psd(G[todo])[..., -1].clamp(min=0).to(torch.float64)
     return lam
 
 
@@ -172,7 +194,7 @@ def top_subspace(M: Tensor, U: Tensor, rounds: int = 2) -> Tensor:
     V = U
     for _ in range(rounds):
         V, _ = torch.linalg.qr(A @ (A.mT @ V))  # (B, R, r)
-    _, W = torch.linalg.eigh(V.mT @ (A @ (A.mT @ V)))  # Rayleigh-Ritz, ascending
+    _, W = eigh_psd(V.mT @ (A @ (A.mT @ V)))  # Rayleigh-Ritz, ascending
     return torch.where(scale.view(B, 1, 1) > 0, V @ W.flip(-1), U)
 
 

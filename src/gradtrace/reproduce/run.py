@@ -78,12 +78,17 @@ def reproduce(
         dask=dask,
         progress=show_progress,
     )
-    records = _records(store_path)
+    records, failures = _records(store_path)
     results = []
     figures: list[str] = []
     for claim in claims:
-        runs = [records[TrainConfig.from_dict(c).key()] for c in claim.runs]
-        measured, passed = claim.judge(runs)
+        keys = [TrainConfig.from_dict(c).key() for c in claim.runs]
+        failed = [failures[k] for k in keys if k not in records]
+        runs = [records[k] for k in keys if k in records]
+        if failed:  # a run that raised fails its claims, in words; the store keeps its error
+            measured, passed = f"{len(failed)} run(s) failed: {failed[0]}", False
+        else:
+            measured, passed = claim.judge(runs)
         results.append(
             ClaimResult(
                 name=claim.name,
@@ -111,12 +116,18 @@ def reproduce(
     return report
 
 
-def _records(store_path: Path) -> dict[str, TrainRun]:
+def _records(store_path: Path) -> tuple[dict[str, TrainRun], dict[str, str]]:
+    """The runs by key, and the errors of the runs that raised (rows without a record)."""
     runs: dict[str, TrainRun] = {}
-    for row in ResultsStore(store_path, readonly=True).rows():
-        run = TrainRun.from_dict(row["record"])
-        runs[TrainConfig.from_dict(run.config).key()] = run
-    return runs
+    failures: dict[str, str] = {}
+    with ResultsStore(store_path, readonly=True) as db:
+        for row in db.rows():
+            if row["status"] == "failed":
+                failures[row["key"]] = str(row.get("error"))
+                continue
+            run = TrainRun.from_dict(row["record"])
+            runs[TrainConfig.from_dict(run.config).key()] = run
+    return runs, failures
 
 
 def _plot_profiles(runs: list[TrainRun], path: Path) -> Path:
