@@ -15,6 +15,8 @@ or the reproduction); a sweep's store keeps each one whole, as this record's JSO
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +24,12 @@ from gradtrace.records.base import Record
 from gradtrace.records.flow import GradientFlow
 from gradtrace.records.monitor import NonFiniteOrigin, TimeProfile
 
-STATUSES = ("finished", "diverged")
+
+def config_key(config: dict[str, Any]) -> str:
+    """A run's identity: sha256 of its full config's canonical JSON (sorted keys, no spaces),
+    in hex; `TrainConfig.key()` and a sweep's store both use it."""
+    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 @dataclass(frozen=True, eq=False, repr=False)

@@ -97,7 +97,7 @@ def reproduce(
                 criterion=claim.criterion,
                 measured=measured,
                 passed=passed,
-                runs=tuple(TrainConfig.from_dict(c).key() for c in claim.runs),
+                runs=tuple(keys),
             )
         )
         path = plot_runs(runs, folder / f"{claim.name}.png", f"{claim.name}: {claim.claim}")

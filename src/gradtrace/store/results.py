@@ -13,7 +13,6 @@ SQLite URI with mode=ro, so that they cannot write, lock out or damage the write
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sqlite3
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from typing import Any, Self
 from gradtrace.errors import GradtraceError, check
 from gradtrace.io.files import check_output_file
 from gradtrace.records.codec import encode_float
+from gradtrace.records.training import config_key
 from gradtrace.store.schema import (
     APPLICATION_ID,
     STATUSES,
@@ -56,15 +56,6 @@ COLUMNS = (
     "metrics",
     "record",
 )
-
-
-def config_key(config: dict[str, Any]) -> str:
-    """A run's identity: sha256 of its config's canonical JSON (sorted keys, no spaces), in hex.
-
-    The same hash as `gradtrace.training.TrainConfig.key()` for a config's full dict.
-    """
-    text = json.dumps(config, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()
 
 
 def connect(path: str | Path, name: str = "path") -> sqlite3.Connection:

@@ -8,8 +8,6 @@ JSON) is the run's identity in a sweep's store.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +15,7 @@ from typing import Any
 
 from gradtrace.errors import GradtraceError, check
 from gradtrace.models import MODELS
+from gradtrace.records.training import config_key
 from gradtrace.tasks import TASKS
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
@@ -139,8 +138,7 @@ class TrainConfig:
 
     def key(self) -> str:
         """The run's identity: sha256 of its canonical JSON (sorted keys), in hex."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()
+        return config_key(self.to_dict())
 
     def label(self) -> str:
         """A short name for tables and legends, e.g. "lstm adding T=100 seed 0"."""
