@@ -170,8 +170,8 @@ def _check_names(config: TrainConfig) -> None:
         path = config.mnist_path
         if path is None:
             raise GradtraceError(
-                f"the {config.task} task reads MNIST from files: give `mnist_path` "
-                "(--mnist-path), a folder of the IDX files or one .npz"
+                f"the {config.task} task reads MNIST from files: give `mnist_path`, "
+                "a folder of the IDX files or one .npz"
             )
         check(
             Path(path).exists(),
