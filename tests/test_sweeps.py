@@ -390,3 +390,9 @@ def test_each_sweep_command_has_help_with_an_example(
 ) -> None:
     code, out, err = invoke(["sweep", command, "--help"], capsys)
     assert (code, err) == (0, "") and "Example: gradtrace sweep " + command in out
+
+
+@pytest.mark.parametrize("path", sorted((TESTS.parent / "examples" / "sweeps").glob("*.toml")))
+def test_the_example_specs_are_valid_sweeps(path: Path) -> None:
+    spec = load_spec(path)
+    assert spec.name == path.stem and len(spec.configs) >= 2
