@@ -22,6 +22,7 @@ import typer.main
 
 from gradtrace.cli import curve as curve_cli
 from gradtrace.cli import dynamics as dynamics_cli
+from gradtrace.cli import explore as explore_cli
 from gradtrace.cli import gallery as gallery_cli
 from gradtrace.cli import monitor as monitor_cli
 from gradtrace.cli import reproduce as reproduce_cli
@@ -47,6 +48,7 @@ app.command("monitor")(monitor_cli.monitor_command)
 app.command("train")(train_cli.train_command)
 app.command("reproduce")(reproduce_cli.reproduce_command)
 app.command("demo")(gallery_cli.demo)
+app.command("explore")(explore_cli.explore_command)
 app.add_typer(sweep_cli.app, name="sweep")
 
 # Library argument -> option, where the names differ (the rest map by name: max_iter -> --max-iter).
