@@ -26,7 +26,6 @@ from gradtrace.analysis.curve import CurveConfig, analyse, run_curve
 from gradtrace.analysis.depth import depth_profile
 from gradtrace.cells import RNNWeights
 from gradtrace.cli.main import app, run
-from gradtrace.gallery import EXAMPLES
 from gradtrace.records.codec import decode_tensor
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -425,7 +424,7 @@ def test_python_m_gradtrace_help() -> None:
         check=False,
     )
     assert done.returncode == 0
-    for command in ("curve", "mlp", "demo"):
+    for command in ("curve", "mlp", "tour", "demo"):
         assert command in done.stdout
 
 
@@ -438,43 +437,6 @@ def test_installed_script_prints_the_json(tmp_path: Path) -> None:
     assert (done.returncode, done.stderr) == (0, "")
     record = json.loads(done.stdout)
     assert records.from_dict(record) == run_curve(CurveConfig(hidden_size=4, steps=10, seed=1))
-
-
-# ---------------------------------------------------------------- demo
-
-
-@pytest.mark.slow
-def test_demo_writes_every_figure_and_record(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    out_dir = tmp_path / "demo"
-    code, out, err = invoke(["demo", "--out", str(out_dir)], capsys)
-    assert (code, err) == (0, "")
-    names = [
-        *EXAMPLES,
-        "mlp_sigmoid_depth30",
-        "map_logistic_3.5",
-        "rnn2_basins",
-        "cliff",
-        "mandelbrot",
-    ]
-    expected = sorted(f"{n}.{suffix}" for n in names for suffix in ("png", "json"))
-    assert sorted(p.name for p in out_dir.iterdir()) == expected
-    for name in names:
-        assert (out_dir / f"{name}.png").read_bytes().startswith(PNG_SIGNATURE)
-        assert isinstance(records.load(out_dir / f"{name}.json"), records.Record)
-    # The lectures' first checkpoint example: the record is the library's run of that config.
-    first = records.load(out_dir / "sigmoid_eig_0_4_checkpoint.json")
-    assert first == run_curve(EXAMPLES["sigmoid_eig_0_4_checkpoint"])
-    assert isinstance(first, records.GradientFlow) and first.theory.spectral_radius < 4
-    mlp = records.load(out_dir / "mlp_sigmoid_depth30.json")
-    assert isinstance(mlp, records.DepthProfile) and mlp.depth == 30
-    assert mlp.rate_per_layer < 0  # sigmoid under the default init vanishes
-    assert out.splitlines()[0] == f"gradtrace demo: writing into {out_dir.resolve()}"
-    assert len(out.splitlines()) == len(EXAMPLES) + 7
-    cliff = records.load(out_dir / "cliff.json")
-    assert isinstance(cliff, records.CliffReport) and cliff.clipped.clip is not None
-    assert float(cliff.clipped.step_lengths.max()) <= cliff.clipped.clip + 1e-12
 
 
 def test_a_product_that_is_exactly_zero_still_plots(

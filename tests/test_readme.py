@@ -2,7 +2,8 @@
 
 The files the commands name (my_rnn.npz, mypkg/models.py, model.pt, x.npy, hidden.pt, wlm.py,
 tokens.pt, next_tokens.pt, a monitored run in runs/exp1) are created first
-in a scratch folder, so each command runs for real; `gradtrace demo` is left to test_cli.
+in a scratch folder, so each command runs for real; `gradtrace tour` and its alias `gradtrace demo`
+are left to test_tour.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from gradtrace.core.theory import VERDICTS
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 BLOCKS = re.findall(r"```(\w*)\n(.*?)```", README, flags=re.S)
 PYTHON = [code for lang, code in BLOCKS if lang == "python"]
-SKIPPED = ("gradtrace demo", "gradtrace reproduce")  # long: test_cli, test_reproduce run them
+SKIPPED = ("gradtrace tour", "gradtrace demo", "gradtrace reproduce")  # long: tested elsewhere
 
 
 def _commands() -> list[str]:

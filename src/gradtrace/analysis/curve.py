@@ -1,4 +1,4 @@
-"""One contribution-curve job from plain options: what `gradtrace curve` and the gallery run.
+"""One contribution-curve job from plain options: what `gradtrace curve` and the tour run.
 
 A `CurveConfig` says which cell, how to draw or load its weights and inputs, and how to measure;
 `run_curve` validates it, estimates the work against the budget, builds the tensors on the

@@ -23,10 +23,10 @@ import typer.main
 from gradtrace.cli import curve as curve_cli
 from gradtrace.cli import dynamics as dynamics_cli
 from gradtrace.cli import explore as explore_cli
-from gradtrace.cli import gallery as gallery_cli
 from gradtrace.cli import monitor as monitor_cli
 from gradtrace.cli import reproduce as reproduce_cli
 from gradtrace.cli import sweep as sweep_cli
+from gradtrace.cli import tour as tour_cli
 from gradtrace.cli import trace as trace_cli
 from gradtrace.cli import train as train_cli
 from gradtrace.errors import GradtraceError
@@ -47,7 +47,8 @@ app.command("trace")(trace_cli.trace_command)
 app.command("monitor")(monitor_cli.monitor_command)
 app.command("train")(train_cli.train_command)
 app.command("reproduce")(reproduce_cli.reproduce_command)
-app.command("demo")(gallery_cli.demo)
+app.command("tour")(tour_cli.tour)
+app.command("demo", help=tour_cli.DEMO_HELP)(tour_cli.tour)
 app.command("explore")(explore_cli.explore_command)
 app.add_typer(sweep_cli.app, name="sweep")
 
