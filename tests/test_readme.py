@@ -25,7 +25,8 @@ from gradtrace.core.theory import VERDICTS
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 BLOCKS = re.findall(r"```(\w*)\n(.*?)```", README, flags=re.S)
 PYTHON = [code for lang, code in BLOCKS if lang == "python"]
-SKIPPED = ("gradtrace tour", "gradtrace demo", "gradtrace reproduce")  # long: tested elsewhere
+# long, or a server that runs until stopped: test_tour, test_reproduce, test_explorer run them
+SKIPPED = ("gradtrace tour", "gradtrace demo", "gradtrace reproduce", "gradtrace explore")
 
 
 def _commands() -> list[str]:
