@@ -24,7 +24,15 @@ from torch import Tensor
 
 from gradtrace import budgets
 from gradtrace.analysis.flow import LyapunovOption, Steps, assemble, check_lyapunov_option
-from gradtrace.cells import CELLS, RNNWeights, cell_of, checkpoint, random_weights, replay
+from gradtrace.cells import (
+    CELLS,
+    RNNWeights,
+    Weights,
+    cell_of,
+    checkpoint,
+    random_weights,
+    replay,
+)
 from gradtrace.core.activations import ACTIVATIONS
 from gradtrace.core.engine import METRICS, sweep_work
 from gradtrace.core.matrix_free import check_estimate, matrix_free_work, resolve_estimate
@@ -170,6 +178,19 @@ def _weights_file(config: CurveConfig, dtype: torch.dtype, device: torch.device)
     )  # fmt: skip
 
 
+def curve_weights(config: CurveConfig, dtype: torch.dtype) -> Weights:
+    """The seeded random weights `run_curve` measures for `config` (no weights file)."""
+    return random_weights(
+        config.cell,
+        config.hidden_size,
+        config.input_size,
+        spectrum=config.spectrum,
+        activation=config.activation,
+        seed=config.seed,
+        dtype=dtype,
+    )
+
+
 def run_curve(config: CurveConfig) -> GradientFlow:
     """Validate `config`, check its cost, build weights and inputs, and measure.
 
@@ -184,15 +205,7 @@ def run_curve(config: CurveConfig) -> GradientFlow:
     if config.weights is not None:
         return _weights_file(config, dtype, device)
     budgets.require(config.work(), "`hidden_size`, `steps` or `batch`")
-    weights = random_weights(
-        config.cell,
-        config.hidden_size,
-        config.input_size,
-        spectrum=config.spectrum,
-        activation=config.activation,
-        seed=config.seed,
-        dtype=dtype,
-    ).to(device=device)
+    weights = curve_weights(config, dtype).to(device=device)
     gen = torch.Generator().manual_seed(config.seed + 1)
     T, B, H, I = config.steps, config.batch, config.hidden_size, config.input_size
     x = torch.randn(T, B, I, generator=gen, dtype=torch.float64).to(dtype=dtype, device=device)

@@ -2,7 +2,7 @@
 
 One update is one curve job of the library (`gradtrace.analysis.curve.run_curve`, what
 `gradtrace curve` runs), on the CPU in float64, plus the spectrum of every recurrent block of
-the same seeded weights (`gradtrace.cells.random_weights`):
+the same seeded weights (`gradtrace.analysis.curve.curve_weights`):
 
     c(k) = ||dh_T/dh_k||        the measured curve, log10, k = 0..T-1 (batch mean of log10)
     bound_log10                 (gamma sigma_max)^(T-k) for a vanilla RNN, the product of the
@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
-from gradtrace.analysis.curve import MODES, CurveConfig, run_curve
-from gradtrace.cells import CELLS, random_weights
+from gradtrace.analysis.curve import MODES, CurveConfig, curve_weights, run_curve
+from gradtrace.cells import CELLS
 from gradtrace.core.activations import ACTIVATIONS
 from gradtrace.core.engine import METRICS
 from gradtrace.explorer.jsonable import complex_parts, floats, number
@@ -111,15 +111,7 @@ def command(config: CurveConfig) -> str:
 def blocks_of(config: CurveConfig) -> list[dict[str, Any]]:
     """Eigenvalues (largest modulus first) and singular values of each recurrent block of the
     weights `run_curve` draws for `config` (the same seed gives the same weights)."""
-    weights = random_weights(
-        config.cell,
-        config.hidden_size,
-        config.input_size,
-        spectrum=config.spectrum,
-        activation=config.activation,
-        seed=config.seed,
-        dtype=torch.float64,
-    )
+    weights = curve_weights(config, torch.float64)
     out = []
     for name, W in weights.recurrent_blocks().items():
         eig = torch.linalg.eigvals(W)  # (H,) complex
