@@ -86,7 +86,9 @@ def _ritz(M: Tensor, Y: Tensor, U: Tensor) -> tuple[Tensor, Tensor, Tensor, Tens
     ritz, W = eigh_psd((Y @ Y.mT).to(torch.float64))  # ascending Ritz values of G
     theta = ritz[..., -1]
     w = W[..., -1:].to(M.dtype)  # (n, r, 1)
-    z = M @ (Y.mT @ w)  # (n, R, 1): G x for the top Ritz vector x = U w
+    v = Y.mT @ w  # (n, C, 1): M^T x for the top Ritz vector x = U w
+    # G x = M v; for small matrices a product and a sum beat a batched matrix-vector call
+    z = (M * v.mT).sum(-1, keepdim=True) if M.shape[-1] <= 128 else M @ v  # (n, R, 1)
     residual = (z - (U @ w) * theta[..., None, None].to(M.dtype)).to(torch.float64)
     return theta, ritz[..., :-2].sum(-1), residual.pow(2).sum((-2, -1)), U @ W.flip(-1).to(M.dtype)
 
