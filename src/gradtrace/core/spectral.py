@@ -37,6 +37,7 @@ METRICS = ("spectral", "frobenius", "maxabs")
 ROUNDS = 3  # rounds of subspace iteration before the exact fallback
 TOLERANCE = 1e-12  # relative width of the certified interval for lambda_1 = sigma_1^2
 TOLERANCE_FLOAT32 = 1e-4  # the same in float32, where n eps ||G|| is about 1e-5
+ELEMENTWISE_COLUMNS = 128  # up to this many columns M v is a product and a sum, not a bmm
 
 
 def check_metric(metric: str) -> None:
@@ -88,7 +89,8 @@ def _ritz(M: Tensor, Y: Tensor, U: Tensor) -> tuple[Tensor, Tensor, Tensor, Tens
     w = W[..., -1:].to(M.dtype)  # (n, r, 1)
     v = Y.mT @ w  # (n, C, 1): M^T x for the top Ritz vector x = U w
     # G x = M v; for small matrices a product and a sum beat a batched matrix-vector call
-    z = (M * v.mT).sum(-1, keepdim=True) if M.shape[-1] <= 128 else M @ v  # (n, R, 1)
+    small = M.shape[-1] <= ELEMENTWISE_COLUMNS
+    z = (M * v.mT).sum(-1, keepdim=True) if small else M @ v  # (n, R, 1)
     residual = (z - (U @ w) * theta[..., None, None].to(M.dtype)).to(torch.float64)
     return theta, ritz[..., :-2].sum(-1), residual.pow(2).sum((-2, -1)), U @ W.flip(-1).to(M.dtype)
 
