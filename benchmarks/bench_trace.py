@@ -156,7 +156,7 @@ def peak_code_mb(code: str) -> float:
 
 def memory() -> None:
     own = peak_code_mb(BIG_LSTM.format(work="lstm(x)[0].pow(2).sum().backward()"))
-    traced = peak_rss_mb(
+    traced = peak_code_mb(
         BIG_LSTM.format(work="trace(lstm, x, loss_fn=lambda o: o[0].pow(2).sum())")
     )
     jacobians = 2 * 35 * 10 * 1300**2 * 4 / 1e9
