@@ -144,6 +144,58 @@ def test_certified_spectral_norm_equals_the_svd_to_1e_10_relative(S: int, B: int
     assert float(((got - want).abs() / want).max()) <= 1e-10
 
 
+def test_the_mass_outside_the_carried_subspace_settles_a_product_only_when_negligible() -> None:
+    # lambda_1 <= ||M||_F^2 - theta_2 - ... - theta_r: with U spanning the top r left singular
+    # vectors and a tail of singular values 1e-8 below sigma_1 the bound is within 1e-12 of
+    # theta_1; a U that misses the top vector leaves the top mass outside and must not settle.
+    # Reference: torch.linalg.svdvals, float64.
+    from gradtrace.core.spectral import settled
+
+    gen = torch.Generator().manual_seed(5)
+    R, r = 40, 6
+    U0, _ = torch.linalg.qr(torch.randn(R, R, generator=gen, dtype=DTYPE))
+    V0, _ = torch.linalg.qr(torch.randn(R, R, generator=gen, dtype=DTYPE))
+    top = torch.tensor([3.0, 2.0, 1.5, 1.0, 0.5, 0.2], dtype=DTYPE)
+    sigma = torch.cat([top, torch.full((R - r,), 1e-8, dtype=DTYPE)])
+    M = U0 @ torch.diag(sigma) @ V0.T
+    exact = torch.linalg.svdvals(M)[0].pow(2)
+    U = U0[:, :r]
+    theta, ok = settled(M, U.T @ M)
+    assert bool(ok) and abs(float(theta / exact) - 1) <= 1e-12
+    U_missing = U0[:, 1 : r + 1]  # spans the 2nd..7th singular vectors, not the 1st
+    theta, ok = settled(M, U_missing.T @ M)
+    assert not bool(ok) and float(theta) < 0.5 * float(exact)
+
+
+def test_long_products_are_settled_without_a_residual(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Gaussian steps (H = 48, T = 800): once the singular values beyond the carried subspace
+    # have fallen 1e-6 below sigma_1 a product needs no Ritz residual; the curve still equals
+    # the SVD of every explicit product to 1e-10 relative.
+    import gradtrace.core.spectral as spectral
+
+    seen: list[int] = []
+    first_tier = spectral.settled
+
+    def counted(M: torch.Tensor, Y: torch.Tensor, frob: torch.Tensor | None = None) -> Any:
+        theta, ok = first_tier(M, Y, frob)
+        seen.append(int(ok.sum()))
+        return theta, ok
+
+    monkeypatch.setattr(spectral, "settled", counted)
+    T, S = 800, 48
+    J = torch.randn(T, S, S, generator=torch.Generator().manual_seed(8), dtype=DTYPE)
+    J /= math.sqrt(S)
+    P, logs, want = torch.eye(S, dtype=DTYPE), 0.0, []
+    for k in range(T - 1, -1, -1):
+        P = P @ J[k]
+        peak = float(P.abs().max())
+        P, logs = P / peak, logs + math.log(peak)
+        want.append(math.log10(float(torch.linalg.svdvals(P)[0])) + logs / math.log(10))
+    got = contribution_curve(J, "spectral").log10_norm
+    assert float((got - torch.tensor(want[::-1], dtype=DTYPE)).abs().max()) <= 1e-10 / math.log(10)
+    assert T // 2 < sum(seen) < T  # most products were settled, the short ones were not
+
+
 @pytest.mark.parametrize(("dtype", "tol"), [(torch.float64, 1e-12), (torch.float32, 1e-4)])
 def test_every_tier_of_the_certificate_meets_its_tolerance(dtype: torch.dtype, tol: float) -> None:
     # Three kinds of matrices, one per tier: a dominant top singular value that the carried

@@ -63,6 +63,7 @@ from gradtrace.core.spectral import (
     check_metric,
     matrix_metric,
     matrix_values,
+    settled,
     top_subspace,
 )
 from gradtrace.errors import check
@@ -197,6 +198,10 @@ class Sweep:
             eye = torch.eye(self.rows, r, dtype=src.dtype, device=device)
             self.U = eye.expand(B, self.rows, r).clone()  # (B, R, r)
             self.P = torch.cat([self.P, self.U.mT @ self.P], dim=1)  # (B, R + r, S)
+        # With a carried subspace the CPU sweep measures each product by the Frobenius norm of
+        # its measured rows rather than its largest entry: one pass either way (the norm's is
+        # the faster), and the certificate needs ||P_k||_F^2.
+        self.frobenius_peaks = self.carry and self.cols is None and device.type == "cpu"
         self.Q = torch.empty_like(self.P)
         self._kept: Tensor | None = None
         self.scale = torch.zeros(B, dtype=torch.float64, device=device)
@@ -226,9 +231,17 @@ class Sweep:
         refuse_non_finite(self.log_c)
         return self
 
-    def _record(self, begin: int, products: Tensor | None, scales: Tensor, peaks: Tensor) -> None:
+    def _record(
+        self,
+        begin: int,
+        products: Tensor | None,
+        scales: Tensor,
+        peaks: Tensor,
+        frobenius: bool = False,
+    ) -> None:
         """log c(k) for k = begin.. from products (n, B, R, S) with P_k = exp(scales) products
-        and their largest entries `peaks` (n, B), float64."""
+        and their largest entries `peaks` (n, B), float64, or with `frobenius` the Frobenius
+        norms of their measured rows."""
         n = scales.shape[0]
         logs = scales + torch.log(peaks)  # (n, B): log of each P_k's largest entry
         if bool(torch.isnan(logs).any() | (logs == math.inf).any()):
@@ -246,11 +259,13 @@ class Sweep:
             self.log_c[begin : begin + n] = scales + torch.log(values)
             return
         Y = products[:, :, self.rows :, cols]  # (n, B, r, C): U^T P_k, carried by the sweep
-        lam = certified_spectral(block, Y, self.U)
+        lam = certified_spectral(block, Y, self.U, peaks.pow(2) if frobenius else None)
         self.log_c[begin : begin + n] = scales + 0.5 * torch.log(lam)
-        # The newest product's (the smallest k's) top subspace starts the next chunk; the
-        # carried rows follow it.
-        self.U = top_subspace(block[0], self.U)
+        # The newest product's (the smallest k's) top subspace starts the next chunk, unless
+        # the carried one already holds all but a negligible part of it; the carried rows are
+        # recomputed from the product either way, which clears their rounding.
+        if not bool(settled(block[0], Y[0], peaks[0].pow(2) if frobenius else None)[1].all()):
+            self.U = top_subspace(block[0], self.U)
         self.P[:, self.rows :] = self.U.mT @ self.P[:, : self.rows]
 
     def _buffer(self, n: int) -> Tensor:
@@ -268,12 +283,13 @@ class Sweep:
             scales, peaks = self._lazy(factors, n, kept)
         else:
             scales, peaks = self._on_device(factors, n, kept)
-        self._record(begin, kept, scales, peaks)
+        self._record(begin, kept, scales, peaks, self.frobenius_peaks)
 
     def _lazy(self, factors: Factors, n: int, kept: Tensor | None) -> tuple[Tensor, Tensor]:
-        """The CPU path: each product's largest entry is read as a Python number (free on the
-        CPU) and the product is rescaled only when that leaves [1 / bound, bound], so a step
-        is one product, written in place, and one reduction. A step that would overflow is
+        """The CPU path: each product's largest entry (the Frobenius norm of its measured rows
+        with `frobenius_peaks`) is read as a Python number (free on the CPU) and the product
+        is rescaled only when that leaves [1 / bound, bound], so a step is one product,
+        written in place, and one reduction. A step that would overflow is
         redone from the previous product rescaled to 1. Returns the log scales and peaks."""
         B = self.P.shape[0]
         bound = 2.0 ** (200 if self.P.dtype == torch.float64 else 20)
@@ -284,16 +300,27 @@ class Sweep:
         scales: list[list[float]] = [scale] * n
         previous, last = [1.0] * B, -1  # the peaks of P, and which stored product P is
         P, Q = self.P, self.Q
+        rows = self.rows
+        if self.frobenius_peaks:
+
+            def measure(out: Tensor) -> list[float]:
+                return torch.linalg.vector_norm(out[:, :rows], dim=(1, 2)).tolist()
+
+        else:
+
+            def measure(out: Tensor) -> list[float]:
+                return out.abs().amax(dim=(1, 2)).tolist()
+
         for i in range(n - 1, -1, -1):
             out = Q if kept is None else kept[i]
             left(i, P, out)  # (B, R, S)
-            p = out.abs().amax(dim=(1, 2)).tolist()
+            p = measure(out)
             if not max(p) < bound:  # overflow, or NaN: redo the step from P rescaled to 1
                 scale = self._rescale(P, previous, scale)
                 if last >= 0:  # P is a stored product: its record moves with it
                     peaks[last], scales[last] = [1.0 if f > 0 else f for f in previous], scale
                 left(i, P, out)
-                p = out.abs().amax(dim=(1, 2)).tolist()
+                p = measure(out)
             if min(p) <= low or max(p) >= bound:
                 factor = [v if 0 < v <= low or bound <= v < math.inf else 1.0 for v in p]
                 scale = self._rescale(out, factor, scale)

@@ -3,25 +3,34 @@
 The spectral norm sigma_1(M) of the engine's products M (..., R, C) comes from Rayleigh-Ritz on
 an r-dimensional subspace U of the row space that the engine refines once per chunk of steps
 (the top left singular vectors of J_T ... J_{k+1} settle as k falls, and a subspace follows them
-far better than one vector). The engine carries Y = U^T M as r extra rows of the product, so
-per product only Y Y^T (r x r) and one product M (Y^T w) are extra. Each answer carries a
-certificate. For the top Ritz vector u = U w (unit),
+far better than one vector). The engine carries Y = U^T M as r extra rows of the product, and
+measures each product by F = ||M||_F^2 as it goes, so the Ritz values theta_1 >= ... >= theta_r
+(the eigenvalues of Y Y^T, r x r) cost no pass over M. Each answer carries a certificate.
+
+First, by interlacing (lambda_i >= theta_i), lambda_1 <= F - theta_2 - ... - theta_r, so
+
+    theta_1 <= lambda_1 <= theta_1 + (F - theta_1 - ... - theta_r),
+
+the last term being the Frobenius mass of M outside span(U). Long products, whose singular
+values beyond the r-th have fallen far below sigma_1, are settled by that alone (`settled`).
+For the others, with the top Ritz vector u = U w (unit),
 
     theta = ||M^T u||^2            a lower bound on lambda_1 = sigma_1^2 (Rayleigh quotient)
     r     = ||M M^T u - theta u||  some eigenvalue of M M^T lies within r of theta
-    F     = ||M||_F^2              the sum of all eigenvalues, so lambda_2 <= F - theta - t,
-                                   t = theta_3 + ... + theta_r the lower Ritz values
+                                   (one product M (Y^T w) per matrix)
+    a     = F - theta - t          an upper bound on lambda_2, t = theta_3 + ... + theta_r
 
-and if theta sits above that bound a, theta > a >= lambda_2, so by Kato-Temple
+and if theta > a >= lambda_2, by Kato-Temple
 
     theta <= lambda_1 <= theta + r^2 / (theta - a).
 
-A product is accepted when that interval is within `TOLERANCE` (1e-12) of theta, relative, so
-sqrt(theta) is sigma_1 to 5e-13 relative or better. That test needs theta to carry more than
-half the Frobenius mass, which long products do; short ones, whose singular values are still
-spread, go to a second certificate, by inertia: on the smaller Gram matrix G a few rounds of
-subspace iteration give a Ritz value theta <= lambda_1, and a Cholesky factorisation of
-theta (1 + tol) I - G proves lambda_1 < theta (1 + tol) (`_by_inertia`). What neither
+A product is accepted when either interval is within `TOLERANCE` (1e-12) of theta, relative,
+so sqrt(theta) is sigma_1 to 5e-13 relative or better; between Kato-Temple tests, up to `ROUNDS`
+rounds of subspace iteration (two passes over M each) sharpen u. That test needs theta to carry
+more than half the Frobenius mass, which most products do; short ones, whose singular values are
+still spread, go to a second certificate, by inertia: on the smaller Gram matrix G a few
+rounds of subspace iteration give a Ritz value theta <= lambda_1, and a Cholesky factorisation
+of theta (1 + tol) I - G proves lambda_1 < theta (1 + tol) (`_by_inertia`). What none
 certifies gets the exact largest eigenvalue of G (`torch.linalg.eigvalsh`). In float32 the
 tolerance is `TOLERANCE_FLOAT32` (1e-4), above the Cholesky's own rounding there.
 """
@@ -37,7 +46,6 @@ METRICS = ("spectral", "frobenius", "maxabs")
 ROUNDS = 3  # rounds of subspace iteration before the exact fallback
 TOLERANCE = 1e-12  # relative width of the certified interval for lambda_1 = sigma_1^2
 TOLERANCE_FLOAT32 = 1e-4  # the same in float32, where n eps ||G|| is about 1e-5
-ELEMENTWISE_COLUMNS = 128  # up to this many columns M v is a product and a sum, not a bmm
 
 
 def check_metric(metric: str) -> None:
@@ -80,28 +88,60 @@ def _certify(theta: Tensor, others: Tensor, residual: Tensor, frob: Tensor, tol:
     return (gap > 0) & (residual <= tol * theta * gap)
 
 
+def _ritz_values(Y: Tensor) -> tuple[Tensor, Tensor]:
+    """The Ritz values of G = M M^T on span(U), largest first (float64), and the eigenvectors
+    W of Y Y^T that make U W the Ritz vectors, in Y's dtype, from Y = U^T M (..., r, C)."""
+    ritz, W = eigh_psd((Y @ Y.mT).to(torch.float64))  # ascending
+    return ritz.flip(-1), W.flip(-1).to(Y.dtype)
+
+
+def settled(M: Tensor, Y: Tensor, frob: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """The first tier of `certified_spectral` alone, for matrices M (..., R, C) and Y = U^T M
+    (..., r, C): the top Ritz value theta_1 on span(U) (float64) and whether it is lambda_1
+    to `TOLERANCE` relative because the Frobenius mass of M outside span(U) is that small
+    (lambda_1 <= ||M||_F^2 - theta_2 - ... - theta_r by interlacing)."""
+    if frob is None:
+        frob = torch.linalg.vector_norm(M, dim=(-2, -1)).to(torch.float64).pow(2)
+    frob = frob.to(torch.float64)
+    ritz = eigvalsh_psd((Y @ Y.mT).to(torch.float64))  # ascending; no vectors needed here
+    tol = TOLERANCE if M.dtype == torch.float64 else TOLERANCE_FLOAT32
+    theta = torch.where(frob == 0, 0.0, ritz[..., -1])
+    return theta, (frob - ritz.sum(-1) <= tol * theta) | (frob == 0)
+
+
 def _ritz(M: Tensor, Y: Tensor, U: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """Rayleigh-Ritz of G = M M^T on span(U) from Y = U^T M: the top Ritz value, the sum of
-    the others but the second, the top Ritz vector's squared residual, and all Ritz vectors
-    (largest first), for matrices (n, R, C), Y (n, r, C), U (n, R, r)."""
-    ritz, W = eigh_psd((Y @ Y.mT).to(torch.float64))  # ascending Ritz values of G
-    theta = ritz[..., -1]
-    w = W[..., -1:].to(M.dtype)  # (n, r, 1)
-    v = Y.mT @ w  # (n, C, 1): M^T x for the top Ritz vector x = U w
-    # G x = M v; for small matrices a product and a sum beat a batched matrix-vector call
-    small = M.shape[-1] <= ELEMENTWISE_COLUMNS
-    z = (M * v.mT).sum(-1, keepdim=True) if small else M @ v  # (n, R, 1)
-    residual = (z - (U @ w) * theta[..., None, None].to(M.dtype)).to(torch.float64)
-    return theta, ritz[..., :-2].sum(-1), residual.pow(2).sum((-2, -1)), U @ W.flip(-1).to(M.dtype)
+    """Rayleigh-Ritz of G = M M^T on span(U) from Y = U^T M, for matrices M (n, R, C),
+    Y (n, r, C) and orthonormal U (n, R, r).
+
+    Returns the top Ritz value theta, the sum of the Ritz values but the top two, the top Ritz
+    vector's squared residual ||G x - theta x||^2, and Z = G U W (n, R, r) for the Ritz
+    vectors U W, largest first: its first column is G x (the residual's product), and all of
+    it is the next round of subspace iteration, so one pass over M serves both.
+    """
+    ritz, W = _ritz_values(Y)
+    theta = ritz[..., 0]
+    Z = M @ (Y.mT @ W)  # (n, R, r): M M^T U W
+    x = U @ W[..., :1]  # (n, R, 1): the top Ritz vector
+    residual = (Z[..., :1] - x * theta[..., None, None].to(M.dtype)).to(torch.float64)
+    return theta, ritz[..., 2:].sum(-1), residual.pow(2).sum((-2, -1)), Z
+
+
+def _rows(x: Tensor, todo: Tensor) -> Tensor:
+    """x[todo] for sorted indices `todo`, as a view (no copy) when they are one run."""
+    if todo.numel() in (0, x.shape[0]):
+        return x if todo.numel() else x[:0]
+    first, last = int(todo[0]), int(todo[-1])
+    return x[first : last + 1] if last - first + 1 == todo.numel() else x[todo]
 
 
 def certified_spectral(M: Tensor, Y: Tensor, U: Tensor, frob: Tensor | None = None) -> Tensor:
     """sigma_1^2 of every matrix of a (N, B, R, C) stack, certified (see the module docstring).
 
-    Tiers, each for what the one before left: Rayleigh-Ritz on the carried subspace (an
-    r x r eigenproblem and one product M (Y^T w) each, no pass over M besides); up to `ROUNDS`
-    rounds of subspace iteration from it, while some product can still pass the gap test;
-    the inertia test on the Gram matrix; its exact top eigenvalue.
+    Tiers, each for what the one before left: the Ritz values on the carried subspace against
+    the Frobenius mass outside it (an r x r eigenproblem, no pass over M); Kato-Temple with
+    the top Ritz vector's residual (one product M (Y^T W)); up to `ROUNDS` rounds of subspace
+    iteration from it (two passes over M each), while some product can still pass the gap
+    test; the inertia test on the Gram matrix; its exact top eigenvalue.
 
     Args:
         M: The matrices (any common scale).
@@ -115,34 +155,36 @@ def certified_spectral(M: Tensor, Y: Tensor, U: Tensor, frob: Tensor | None = No
     """
     N, B, R, C = M.shape
     r = U.shape[-1]
-    flat, Yf = M.reshape(N * B, R, C), Y.reshape(N * B, r, C)
-    Uf = U.unsqueeze(0).expand(N, B, R, r).reshape(N * B, R, r)
     if frob is None:
         frob = torch.linalg.vector_norm(M, dim=(-2, -1)).to(torch.float64).pow(2)
     frob = frob.reshape(N * B).to(torch.float64)
     tol = TOLERANCE if M.dtype == torch.float64 else TOLERANCE_FLOAT32
-    theta, others, residual, V = _ritz(flat, Yf, Uf)
-    zero = frob == 0
-    lam = torch.where(zero, torch.zeros_like(theta), theta)
-    ok = _certify(theta, others, residual, frob, tol) | zero
+    flat, Yf = M.reshape(N * B, R, C), Y.reshape(N * B, r, C)
+    lam, ok = settled(flat, Yf, frob)
     todo = torch.nonzero(~ok).flatten()
-    V = V[todo]
+    if todo.numel() == 0:
+        return lam.view(N, B)
+    A = _rows(flat, todo)
+    theta, others, residual, Z = _ritz(A, _rows(Yf, todo), U[todo % B])
+    ok = _certify(theta, others, residual, _rows(frob, todo), tol)
+    lam[todo[ok]] = theta[ok]
+    todo, Z = todo[~ok], Z[~ok]
     for _ in range(ROUNDS):
         if todo.numel() == 0:
             break
-        A = flat[todo]
-        V, _ = torch.linalg.qr(A @ (A.mT @ V))  # one round of subspace iteration, O(R C r)
-        theta, others, residual, V = _ritz(A, V.mT @ A, V)
-        ok = _certify(theta, others, residual, frob[todo], tol)
+        A = _rows(flat, todo)
+        V, _ = torch.linalg.qr(Z)  # one round of subspace iteration: span(G U)
+        theta, others, residual, Z = _ritz(A, V.mT @ A, V)
+        ok = _certify(theta, others, residual, _rows(frob, todo), tol)
         # Where theta holds too little of the Frobenius mass the gap test cannot pass however
         # good theta gets: those go on to the inertia test at once.
-        hopeless = 2 * theta + others <= frob[todo]
+        hopeless = 2 * theta + others <= _rows(frob, todo)
         lam[todo[ok]] = theta[ok]
-        todo, V = todo[~ok], V[~ok]
+        todo, Z = todo[~ok], Z[~ok]
         if bool(hopeless[~ok].all()):
             break
     if todo.numel():
-        lam[todo] = _by_inertia(flat[todo], V, tol)
+        lam[todo] = _by_inertia(_rows(flat, todo), torch.linalg.qr(Z)[0], tol)
     return lam.view(N, B)
 
 
