@@ -179,6 +179,40 @@ def test_jacobian_matches_autograd(name: str, make_weights: Callable[[], Any]) -
     torch.testing.assert_close(J, expected, atol=JACOBIAN_ATOL, rtol=0)
 
 
+@pytest.mark.parametrize(("name", "make_weights"), JACOBIAN_PROBLEMS)
+def test_structured_factors_apply_the_autograd_jacobian(
+    name: str, make_weights: Callable[[], Any]
+) -> None:
+    # The factors the engine sweeps with (a cell's own structured form, never the dense
+    # (B, S, S) tensor) must act as the Jacobian does: P J, J V, the dense matrix and the
+    # Frobenius norm, against torch.autograd's Jacobian of the step, float64, 1e-12.
+    cell, w = get_cell(name), make_weights()
+    steps = 2
+    rows = [inputs(w) for _ in range(steps)]
+    x, s = (torch.cat([r[i] for r in rows]) for i in (0, 1))  # (steps B, I), (steps B, S)
+    factors = cell.factors(w, x, s, steps)
+    gen = torch.Generator().manual_seed(11)
+    S = w.state_size
+    for i, (x_i, s_i) in enumerate(rows):
+        J = batched_jacobian(lambda s_, x_i=x_i: cell.step(w, x_i, s_), s_i)  # (B, S, S)
+        P, V = randn(gen, B, 3, S), randn(gen, B, S, 2)
+        close = {"atol": 1e-12, "rtol": 0}
+        torch.testing.assert_close(factors.dense()[i], J, **close)
+        torch.testing.assert_close(factors.left(i, P), P @ J, **close)
+        torch.testing.assert_close(factors.right(i, V), J @ V, **close)
+        norm = {  # each factor names the bound on ||J_t||_2 it gives
+            "||J_t||_F": torch.linalg.matrix_norm(J, ord="fro"),
+            "min(||J_t||_F, sqrt(||J_t||_1 ||J_t||_inf))": torch.minimum(
+                torch.linalg.matrix_norm(J, ord="fro"),
+                torch.sqrt(
+                    torch.linalg.matrix_norm(J, ord=1) * torch.linalg.matrix_norm(J, ord=math.inf)
+                ),
+            ),
+        }[factors.norm_label]
+        torch.testing.assert_close(factors.norm_bound()[i], norm, **close)
+        assert bool((norm >= torch.linalg.matrix_norm(J, ord=2)).all())
+
+
 # ---------------------------------------------------------------- 3. the LSTM cell path
 
 

@@ -182,11 +182,14 @@ class LSTMBlocks(NamedTuple):
     """The parts of one step Jacobian ds_t/ds_{t-1} of an LSTM, for B rows at once.
 
     J = [[hh, hc], [ch, diag(f)]] with hc = diag(e) without a projection and W_proj diag(e)
-    with one; hh (B, P, P), ch (B, H, P), e and f (B, H).
+    with one. The h block is kept factored, hh = diag(a) W_o + diag(b) ch (times W_proj
+    with a projection), where W_o is the output gate's recurrent weight (H, P) shared by
+    every step: the cell path ch (B, H, P) is the only per-step matrix; a, b, e, f are (B, H).
     """
 
-    hh: Tensor
     ch: Tensor
+    a: Tensor
+    b: Tensor
     e: Tensor
     f: Tensor
 
@@ -200,27 +203,35 @@ def lstm_blocks(w: LSTMWeights, x: Tensor, s: Tensor) -> LSTMBlocks:
     fw = _forward(w, x, s)
     H, P = w.hidden_size, w.proj_size
     W_gates = w.W_hh.reshape(4, H, P)  # (4, H, P): rows of i, f, g, o
-    # dc_t/dz for the gates i, f, g (the output gate does not reach c_t).
-    dc_dz = torch.stack(
-        [fw.g * fw.i * (1 - fw.i), fw.c_prev * fw.f * (1 - fw.f), fw.i * (1 - fw.g**2)], dim=1
-    )  # (B, 3, H)
-    dc_dh = torch.einsum("bkh,khp->bhp", dc_dz, W_gates[:3])  # (B, H, P)
+    # dc_t/dh_{t-1} through the gates i, f, g (the output gate does not reach c_t).
+    dc_dh = (fw.g * fw.i * (1 - fw.i)).unsqueeze(-1) * W_gates[0]  # (B, H, P)
+    dc_dh.addcmul_((fw.c_prev * fw.f * (1 - fw.f)).unsqueeze(-1), W_gates[1])
+    dc_dh.addcmul_((fw.i * (1 - fw.g**2)).unsqueeze(-1), W_gates[2])
     tanh_c = torch.tanh(fw.c)  # (B, H)
     dm_dc = fw.o * (1 - tanh_c**2)  # (B, H): dm_t/dc_t is diagonal
     dm_dz_o = tanh_c * fw.o * (1 - fw.o)  # (B, H)
-    dm_dh = dm_dz_o.unsqueeze(-1) * W_gates[3] + dm_dc.unsqueeze(-1) * dc_dh  # (B, H, P)
-    dm_dc_prev = dm_dc * fw.f  # (B, H): diagonal, through c_t = f_t * c_{t-1} + ...
-    dh_dh = dm_dh if w.W_proj is None else w.W_proj @ dm_dh  # (B, P, P)
-    return LSTMBlocks(dh_dh, dc_dh, dm_dc_prev, fw.f)
+    # dm_t/dh_{t-1} = diag(dm_dz_o) W_o + diag(dm_dc) dc_dh, kept as its two diagonals
+    return LSTMBlocks(dc_dh, dm_dz_o, dm_dc, dm_dc * fw.f, fw.f)
 
 
-def _assemble(blocks: LSTMBlocks, W_proj: Tensor | None) -> Tensor:
+def _h_block(blocks: LSTMBlocks, W_o: Tensor, W_proj: Tensor | None) -> Tensor:
+    """dh_t/dh_{t-1} (..., P, P) from its factors."""
+    dm_dh = blocks.a.unsqueeze(-1) * W_o + blocks.b.unsqueeze(-1) * blocks.ch  # (..., H, P)
+    return dm_dh if W_proj is None else W_proj @ dm_dh
+
+
+def _assemble(blocks: LSTMBlocks, W_o: Tensor, W_proj: Tensor | None) -> Tensor:
     """The dense Jacobian (..., P + H, P + H) from its blocks."""
     # dh_t/dc_{t-1}: diag(e) (H, H), or W_proj diag(e) (P, H) with a projection.
     dh_dc = torch.diag_embed(blocks.e) if W_proj is None else W_proj * blocks.e.unsqueeze(-2)
-    top = torch.cat([blocks.hh, dh_dc], dim=-1)  # (..., P, P + H)
+    top = torch.cat([_h_block(blocks, W_o, W_proj), dh_dc], dim=-1)  # (..., P, P + H)
     bottom = torch.cat([blocks.ch, torch.diag_embed(blocks.f)], dim=-1)  # (..., H, P + H)
     return torch.cat([top, bottom], dim=-2)
+
+
+def _output_weight(w: LSTMWeights) -> Tensor:
+    """W_o, the output gate's rows of W_hh, (H, P)."""
+    return w.W_hh[3 * w.hidden_size :]
 
 
 def lstm_jacobian(w: LSTMWeights, x: Tensor, s: Tensor) -> Tensor:
@@ -238,16 +249,19 @@ def lstm_jacobian(w: LSTMWeights, x: Tensor, s: Tensor) -> Tensor:
     Raises:
         GradtraceError: if `x` or `s` has the wrong shape, dtype or device.
     """
-    return _assemble(lstm_blocks(w, x, s), w.W_proj)
+    return _assemble(lstm_blocks(w, x, s), _output_weight(w), w.W_proj)
 
 
 @dataclass(frozen=True, eq=False)
 class LSTMFactors:
     """The step Jacobians of n steps applied from their blocks (`gradtrace.core.factors`):
-    P J costs two (R, H) x (H, P) products per sequence instead of one (R, S) x (S, S), and
-    no (B, S, S) tensor is formed. Blocks are (n, B, ...)."""
+    P J costs one (R, H) x (H, P) product per sequence, one product with the shared W_o for
+    all sequences at once, and elementwise work, instead of one (R, S) x (S, S) product; no
+    (B, S, S) tensor is formed, and of the (B, P, P) blocks only the cell path's. Blocks are
+    (n, B, ...)."""
 
     blocks: LSTMBlocks
+    W_o: Tensor
     W_proj: Tensor | None
 
     @property
@@ -255,52 +269,67 @@ class LSTMFactors:
         return int(self.blocks.f.shape[0])
 
     def left(self, i: int, P: Tensor, out: Tensor | None = None) -> Tensor:
-        hh, ch, e, f = (b[i] for b in self.blocks)
-        p = hh.shape[-1]
+        ch, a, b, e, f = (block[i] for block in self.blocks)
+        p = ch.shape[-1]
         Ph, Pc = P[..., :p], P[..., p:]  # (B, R, P), (B, R, H)
+        Q = Ph if self.W_proj is None else Ph @ self.W_proj  # (B, R, H): P's view of dh/dm
         out = torch.empty_like(P) if out is None else out
-        torch.bmm(Ph, hh, out=out[..., :p])
-        out[..., :p].baddbmm_(Pc, ch)  # Ph hh + Pc ch
-        if self.W_proj is None:
-            torch.addcmul(Pc * f.unsqueeze(1), Ph, e.unsqueeze(1), out=out[..., p:])
-        else:
-            torch.addcmul(Pc * f.unsqueeze(1), Ph @ self.W_proj, e.unsqueeze(1), out=out[..., p:])
+        # P_h hh + P_c ch = (Q diag(a)) W_o + (Q diag(b) + P_c) ch, written in place
+        torch.matmul(Q * a.unsqueeze(1), self.W_o, out=out[..., :p])
+        out[..., :p].baddbmm_(torch.addcmul(Pc, Q, b.unsqueeze(1)), ch)
+        torch.addcmul(Pc * f.unsqueeze(1), Q, e.unsqueeze(1), out=out[..., p:])
         return out
 
     def right(self, i: int, V: Tensor) -> Tensor:
-        hh, ch, e, f = (b[i] for b in self.blocks)
-        p = hh.shape[-1]
+        ch, a, b, e, f = (block[i] for block in self.blocks)
+        p = ch.shape[-1]
         Vh, Vc = V[:, :p], V[:, p:]  # (B, P, K), (B, H, K)
-        ec = e.unsqueeze(-1) * Vc  # (B, H, K): diag(e) Vc
-        top = hh @ Vh + (ec if self.W_proj is None else self.W_proj @ ec)
-        return torch.cat([top, ch @ Vh + f.unsqueeze(-1) * Vc], dim=1)
+        chV = ch @ Vh  # (B, H, K)
+        dm = a.unsqueeze(-1) * (self.W_o @ Vh) + b.unsqueeze(-1) * chV + e.unsqueeze(-1) * Vc
+        top = dm if self.W_proj is None else self.W_proj @ dm
+        return torch.cat([top, chV + f.unsqueeze(-1) * Vc], dim=1)
 
     def dense(self) -> Tensor:
-        return _assemble(self.blocks, self.W_proj)
+        return _assemble(self.blocks, self.W_o, self.W_proj)
 
     def norm_bound(self) -> Tensor:
-        """||J_t||_F >= ||J_t||_2 from the blocks, (n, B)."""
-        hh, ch, e, f = self.blocks
+        """||J_t||_F >= ||J_t||_2 from the blocks, (n, B).
+
+        Row h of the h block is a_h w_h + b_h c_h (w_h, c_h rows of W_o and ch), so its
+        squared norm is a_h^2 |w_h|^2 + 2 a_h b_h <w_h, c_h> + b_h^2 |c_h|^2: two passes over
+        ch for the whole Jacobian. With a projection the h block is formed a step at a time.
+        """
+        blocks = self.blocks
 
         def sq(t: Tensor, dims: tuple[int, ...]) -> Tensor:  # accumulated in float64
             return torch.linalg.vector_norm(t, dim=dims, dtype=torch.float64).pow(2)
 
-        squares = sq(hh, (-2, -1)) + sq(ch, (-2, -1)) + sq(f, (-1,))
+        rows_ch = sq(blocks.ch, (-1,))  # (n, B, H): |c_h|^2
         if self.W_proj is None:
-            squares = squares + sq(e, (-1,))
+            a, b = blocks.a.to(torch.float64), blocks.b.to(torch.float64)
+            w = sq(self.W_o, (-1,))  # (H,)
+            cross = torch.linalg.vecdot(blocks.ch, self.W_o).to(torch.float64)  # <w_h, c_h>
+            hh = (a.pow(2) * w + 2 * a * b * cross + b.pow(2) * rows_ch).clamp_min(0).sum(-1)
+        else:
+            steps = [LSTMBlocks(*(x[i] for x in blocks)) for i in range(self.steps)]
+            hh = torch.stack([sq(_h_block(one, self.W_o, self.W_proj), (-2, -1)) for one in steps])
+        squares = hh + rows_ch.sum(-1) + sq(blocks.f, (-1,))
+        if self.W_proj is None:
+            squares = squares + sq(blocks.e, (-1,))
         else:  # ||W_proj diag(e)||_F^2 = sum_j e_j^2 ||column j of W_proj||^2
-            e64 = e.to(torch.float64)
+            e64 = blocks.e.to(torch.float64)
             squares = squares + e64.pow(2) @ self.W_proj.to(torch.float64).pow(2).sum(0)
         return squares.sqrt()
 
     norm_label = "||J_t||_F"
 
     def window(self, start: int, stop: int) -> LSTMFactors:
-        return LSTMFactors(LSTMBlocks(*(b[start:stop] for b in self.blocks)), self.W_proj)
+        blocks = LSTMBlocks(*(x[start:stop] for x in self.blocks))
+        return LSTMFactors(blocks, self.W_o, self.W_proj)
 
     @property
     def nbytes(self) -> int:
-        return sum(int(b.numel() * b.element_size()) for b in self.blocks)
+        return sum(int(x.numel() * x.element_size()) for x in self.blocks)
 
 
 def lstm_factors(w: LSTMWeights, x: Tensor, s: Tensor, steps: int) -> LSTMFactors:
@@ -308,7 +337,7 @@ def lstm_factors(w: LSTMWeights, x: Tensor, s: Tensor, steps: int) -> LSTMFactor
     blocks = lstm_blocks(w, x, s)
     n, B = steps, x.shape[0] // steps
     shaped = LSTMBlocks(*(b.reshape(n, B, *b.shape[1:]) for b in blocks))
-    return LSTMFactors(shaped, w.W_proj)
+    return LSTMFactors(shaped, _output_weight(w), w.W_proj)
 
 
 def lstm_forget_gate(w: LSTMWeights, x: Tensor, s: Tensor) -> Tensor:

@@ -208,7 +208,6 @@ def _by_inertia(M: Tensor, V: Tensor, tol: float) -> Tensor:
         V = G[..., : min(V.shape[-1], n)]
     lam = torch.empty(G.shape[0], dtype=torch.float64, device=G.device)
     todo = torch.arange(G.shape[0], device=G.device)
-    eye = torch.eye(n, dtype=G.dtype, device=G.device)
     for _ in range(ROUNDS + 1):
         A = G[todo] if todo.numel() < G.shape[0] else G
         V = torch.linalg.qr(A @ V)[0]  # one round of subspace iteration on G
@@ -218,7 +217,8 @@ def _by_inertia(M: Tensor, V: Tensor, tol: float) -> Tensor:
         # Only a Ritz value close to an eigenvalue can pass the test: try those.
         near = torch.nonzero(residual.pow(2) <= tol * theta.pow(2)).flatten()
         if near.numel():
-            shifted = (theta[near] * (1 + tol)).view(-1, 1, 1) * eye - A[near]
+            shifted = A.neg() if near.numel() == A.shape[0] else A[near].neg_()
+            shifted.diagonal(dim1=-2, dim2=-1).add_((theta[near] * (1 + tol)).unsqueeze(-1))
             passed = near[torch.linalg.cholesky_ex(shifted)[1] == 0]
             lam[todo[passed]] = theta[passed].to(torch.float64)
             keep = torch.ones_like(theta, dtype=torch.bool)
