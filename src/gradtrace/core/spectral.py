@@ -199,33 +199,37 @@ def _by_inertia(M: Tensor, V: Tensor, tol: float) -> Tensor:
     theta, a Ritz value of the Gram matrix G, is a lower bound on lambda_1; if
     theta (1 + tol) I - G has a Cholesky factorisation it is positive definite, so
     lambda_1 < theta (1 + tol). Cholesky is backward stable (its rounding is about n eps ||G||,
-    inside `tol` for both dtypes). Up to `ROUNDS` rounds of subspace iteration on G (O(n^2 r)
-    each, cheap beside a decomposition) sharpen theta between the tests; what is left gets the
-    exact largest eigenvalue (`torch.linalg.eigvalsh`). Float64 (M, V in any dtype)."""
+    inside `tol` for both dtypes). Up to `ROUNDS` + 1 rounds of subspace iteration on G
+    (one O(n^2 r) product each, cheap beside a decomposition) sharpen theta between the
+    tests; what is left gets the exact largest eigenvalue (`torch.linalg.eigvalsh`). Float64
+    (M, V in any dtype)."""
     G = _smaller_gram(M)  # (m, n, n), in M's dtype
     n = G.shape[-1]
     if V.shape[-2] != n:  # the Ritz vectors live on the other side: start from G's columns
-        V = G[..., : min(V.shape[-1], n)]
+        V = torch.linalg.qr(G[..., : min(V.shape[-1], n)])[0]
     lam = torch.empty(G.shape[0], dtype=torch.float64, device=G.device)
     todo = torch.arange(G.shape[0], device=G.device)
-    for _ in range(ROUNDS + 1):
+    for _ in range(ROUNDS + 2):
         A = G[todo] if todo.numel() < G.shape[0] else G
-        V = torch.linalg.qr(A @ V)[0]  # one round of subspace iteration on G
-        ritz, W = eigh_psd(V.mT @ A @ V)
+        AV = A @ V  # the one product with G per round: the Ritz matrix, the residual, the next V
+        ritz, W = eigh_psd(V.mT @ AV)
         theta, x = ritz[..., -1], V @ W[..., -1:]  # top Ritz pair; theta is a lower bound
-        residual = torch.linalg.vector_norm(A @ x - theta.view(-1, 1, 1) * x, dim=(-2, -1))
+        residual = torch.linalg.vector_norm(
+            AV @ W[..., -1:] - theta.view(-1, 1, 1) * x, dim=(-2, -1)
+        )
         # Only a Ritz value close to an eigenvalue can pass the test: try those.
         near = torch.nonzero(residual.pow(2) <= tol * theta.pow(2)).flatten()
+        keep = torch.ones_like(theta, dtype=torch.bool)
         if near.numel():
             shifted = A.neg() if near.numel() == A.shape[0] else A[near].neg_()
             shifted.diagonal(dim1=-2, dim2=-1).add_((theta[near] * (1 + tol)).unsqueeze(-1))
             passed = near[torch.linalg.cholesky_ex(shifted)[1] == 0]
             lam[todo[passed]] = theta[passed].to(torch.float64)
-            keep = torch.ones_like(theta, dtype=torch.bool)
             keep[passed] = False
-            todo, V = todo[keep], V[keep]
+            todo, AV = todo[keep], AV[keep]
         if todo.numel() == 0:
             return lam
+        V = torch.linalg.qr(AV)[0]  # one round of subspace iteration on G
     lam[todo] = eigvalsh_psd(G[todo])[..., -1].clamp(min=0).to(torch.float64)
     return lam
 
