@@ -63,7 +63,6 @@ from gradtrace.core.spectral import (
     check_metric,
     matrix_metric,
     matrix_values,
-    settled,
     top_subspace,
 )
 from gradtrace.errors import check
@@ -198,9 +197,10 @@ class Sweep:
             eye = torch.eye(self.rows, r, dtype=src.dtype, device=device)
             self.U = eye.expand(B, self.rows, r).clone()  # (B, R, r)
             self.P = torch.cat([self.P, self.U.mT @ self.P], dim=1)  # (B, R + r, S)
-        # With a carried subspace the CPU sweep measures each product by the Frobenius norm of
-        # its measured rows rather than its largest entry: one pass either way (the norm's is
-        # the faster), and the certificate needs ||P_k||_F^2.
+        # With a carried subspace the CPU sweep measures each product, carried rows included,
+        # by its Frobenius norm rather than its largest entry: one pass either way (the norm's
+        # is the faster), and the certificate needs ||P_k||_F^2 (the carried rows' share is
+        # taken off in `_record`).
         self.frobenius_peaks = self.carry and self.cols is None and device.type == "cpu"
         self.Q = torch.empty_like(self.P)
         self._kept: Tensor | None = None
@@ -241,7 +241,7 @@ class Sweep:
     ) -> None:
         """log c(k) for k = begin.. from products (n, B, R, S) with P_k = exp(scales) products
         and their largest entries `peaks` (n, B), float64, or with `frobenius` the Frobenius
-        norms of their measured rows."""
+        norms of the whole stored products, carried rows included."""
         n = scales.shape[0]
         logs = scales + torch.log(peaks)  # (n, B): log of each P_k's largest entry
         if bool(torch.isnan(logs).any() | (logs == math.inf).any()):
@@ -259,12 +259,16 @@ class Sweep:
             self.log_c[begin : begin + n] = scales + torch.log(values)
             return
         Y = products[:, :, self.rows :, cols]  # (n, B, r, C): U^T P_k, carried by the sweep
-        lam = certified_spectral(block, Y, self.U, peaks.pow(2) if frobenius else None)
+        frob = None
+        if frobenius:  # ||P_k||_F^2 of the measured rows: the whole less the carried rows
+            carried = torch.linalg.vector_norm(Y, dim=(-2, -1)).to(torch.float64).pow(2)
+            frob = (peaks.pow(2) - carried).clamp_min(0)
+        lam, settled = certified_spectral(block, Y, self.U, frob)
         self.log_c[begin : begin + n] = scales + 0.5 * torch.log(lam)
         # The newest product's (the smallest k's) top subspace starts the next chunk, unless
         # the carried one already holds all but a negligible part of it; the carried rows are
         # recomputed from the product either way, which clears their rounding.
-        if not bool(settled(block[0], Y[0], peaks[0].pow(2) if frobenius else None)[1].all()):
+        if not bool(settled[0].all()):
             self.U = top_subspace(block[0], self.U)
         self.P[:, self.rows :] = self.U.mT @ self.P[:, : self.rows]
 
@@ -286,10 +290,10 @@ class Sweep:
         self._record(begin, kept, scales, peaks, self.frobenius_peaks)
 
     def _lazy(self, factors: Factors, n: int, kept: Tensor | None) -> tuple[Tensor, Tensor]:
-        """The CPU path: each product's largest entry (the Frobenius norm of its measured rows
-        with `frobenius_peaks`) is read as a Python number (free on the CPU) and the product
-        is rescaled only when that leaves [1 / bound, bound], so a step is one product,
-        written in place, and one reduction. A step that would overflow is
+        """The CPU path: each product's largest entry (its Frobenius norm, carried rows
+        included, with `frobenius_peaks`) is read as a Python number (free on the CPU) and
+        the product is rescaled only when that leaves [1 / bound, bound], so a step is one
+        product, written in place, and one reduction. A step that would overflow is
         redone from the previous product rescaled to 1. Returns the log scales and peaks."""
         B = self.P.shape[0]
         bound = 2.0 ** (200 if self.P.dtype == torch.float64 else 20)
@@ -300,11 +304,10 @@ class Sweep:
         scales: list[list[float]] = [scale] * n
         previous, last = [1.0] * B, -1  # the peaks of P, and which stored product P is
         P, Q = self.P, self.Q
-        rows = self.rows
         if self.frobenius_peaks:
 
             def measure(out: Tensor) -> list[float]:
-                return torch.linalg.vector_norm(out[:, :rows], dim=(1, 2)).tolist()
+                return torch.linalg.vector_norm(out, dim=(1, 2)).tolist()
 
         else:
 

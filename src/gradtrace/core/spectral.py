@@ -134,7 +134,9 @@ def _rows(x: Tensor, todo: Tensor) -> Tensor:
     return x[first : last + 1] if last - first + 1 == todo.numel() else x[todo]
 
 
-def certified_spectral(M: Tensor, Y: Tensor, U: Tensor, frob: Tensor | None = None) -> Tensor:
+def certified_spectral(
+    M: Tensor, Y: Tensor, U: Tensor, frob: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """sigma_1^2 of every matrix of a (N, B, R, C) stack, certified (see the module docstring).
 
     Tiers, each for what the one before left: the Ritz values on the carried subspace against
@@ -151,7 +153,8 @@ def certified_spectral(M: Tensor, Y: Tensor, U: Tensor, frob: Tensor | None = No
         frob: ||M||_F^2 (N, B) when the caller has it.
 
     Returns:
-        lambda_1 = sigma_1^2, float64 (N, B).
+        lambda_1 = sigma_1^2, float64 (N, B), and which products the first tier settled
+        (N, B): where it held, the carried subspace needs no refinement.
     """
     N, B, R, C = M.shape
     r = U.shape[-1]
@@ -161,9 +164,10 @@ def certified_spectral(M: Tensor, Y: Tensor, U: Tensor, frob: Tensor | None = No
     tol = TOLERANCE if M.dtype == torch.float64 else TOLERANCE_FLOAT32
     flat, Yf = M.reshape(N * B, R, C), Y.reshape(N * B, r, C)
     lam, ok = settled(flat, Yf, frob)
+    first = ok.view(N, B)
     todo = torch.nonzero(~ok).flatten()
     if todo.numel() == 0:
-        return lam.view(N, B)
+        return lam.view(N, B), first
     A = _rows(flat, todo)
     theta, others, residual, Z = _ritz(A, _rows(Yf, todo), U[todo % B])
     ok = _certify(theta, others, residual, _rows(frob, todo), tol)
@@ -185,7 +189,7 @@ def certified_spectral(M: Tensor, Y: Tensor, U: Tensor, frob: Tensor | None = No
             break
     if todo.numel():
         lam[todo] = _by_inertia(_rows(flat, todo), torch.linalg.qr(Z)[0], tol)
-    return lam.view(N, B)
+    return lam.view(N, B), first
 
 
 def _smaller_gram(M: Tensor) -> Tensor:
