@@ -219,3 +219,40 @@ def test_every_tier_of_the_certificate_meets_its_tolerance(dtype: torch.dtype, t
     lam, _ = certified_spectral(M, U.mT.unsqueeze(0) @ M, U)
     exact = torch.linalg.svdvals(M.to(DTYPE))[..., 0].pow(2)
     assert float(((lam - exact).abs() / exact).max()) <= tol
+
+
+@pytest.mark.parametrize(("dtype", "tol"), [(torch.float64, 1e-12), (torch.float32, 1e-4)])
+def test_small_matrices_are_bracketed_by_squaring_or_solved_exactly(
+    dtype: torch.dtype, tol: float
+) -> None:
+    # gram_spectral brackets lambda_1 of small Gram matrices with batched products alone
+    # (a Rayleigh quotient below, tr(G^64)^(1/64) above) and solves the rest: well separated
+    # top singular values, crowded ones (the exact fallback), equal ones and a zero matrix.
+    # Reference: torch.linalg.svdvals in float64, relative error on sigma_1.
+    import gradtrace.core.spectral as spectral
+
+    gen = torch.Generator().manual_seed(9)
+    n = 12
+    U0, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=DTYPE))
+    V0, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=DTYPE))
+    spread = torch.logspace(0, -3, n, dtype=DTYPE)
+    crowded = torch.linspace(1.0, 0.99, n, dtype=DTYPE)
+    tied = torch.cat([torch.ones(2, dtype=DTYPE), torch.full((n - 2,), 0.5, dtype=DTYPE)])
+    M = torch.stack([U0 @ torch.diag(s) @ V0.T for s in (spread, crowded, tied)])
+    M = torch.cat([M, torch.zeros(1, n, n, dtype=DTYPE), torch.randn(40, n, n, dtype=DTYPE)])
+    wide = torch.randn(5, 7, n, generator=gen, dtype=DTYPE)  # a 7 x 7 Gram matrix
+    solved: list[int] = []
+    exact = spectral.eigvalsh_psd
+
+    def counted(G: torch.Tensor) -> torch.Tensor:
+        solved.append(G.shape[0])
+        return exact(G)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(spectral, "eigvalsh_psd", counted)
+        got = torch.cat([spectral.gram_spectral(A.to(dtype)).to(DTYPE) for A in (M, wide)])
+    want = torch.cat([torch.linalg.svdvals(A.to(dtype).to(DTYPE))[..., 0] for A in (M, wide)])
+    assert float(got[3]) == 0.0
+    keep = want > 0
+    assert float(((got - want).abs()[keep] / want[keep]).max()) <= tol
+    assert 0 < sum(solved) < want.numel()  # the crowded ones solved exactly, most bracketed
