@@ -63,6 +63,7 @@ from gradtrace.core.spectral import (
     check_metric,
     matrix_metric,
     matrix_values,
+    settled,
     top_subspace,
 )
 from gradtrace.errors import check
@@ -202,6 +203,10 @@ class Sweep:
         # is the faster), and the certificate needs ||P_k||_F^2 (the carried rows' share is
         # taken off in `_record`).
         self.frobenius_peaks = self.carry and self.cols is None and device.type == "cpu"
+        # Once a chunk's products were all settled by the carried subspace alone, the next
+        # chunk's (longer) products are expected to be too: they are then not stored, only
+        # their carried rows, and the chunk is swept again, storing them, if one is not.
+        self.expect_settled = False
         self.Q = torch.empty_like(self.P)
         self._kept: Tensor | None = None
         self.scale = torch.zeros(B, dtype=torch.float64, device=device)
@@ -263,12 +268,13 @@ class Sweep:
         if frobenius:  # ||P_k||_F^2 of the measured rows: the whole less the carried rows
             carried = torch.linalg.vector_norm(Y, dim=(-2, -1)).to(torch.float64).pow(2)
             frob = (peaks.pow(2) - carried).clamp_min(0)
-        lam, settled = certified_spectral(block, Y, self.U, frob)
+        lam, first = certified_spectral(block, Y, self.U, frob)
         self.log_c[begin : begin + n] = scales + 0.5 * torch.log(lam)
+        self.expect_settled = bool(first.all())
         # The newest product's (the smallest k's) top subspace starts the next chunk, unless
         # the carried one already holds all but a negligible part of it; the carried rows are
         # recomputed from the product either way, which clears their rounding.
-        if not bool(settled[0].all()):
+        if not bool(first[0].all()):
             self.U = top_subspace(block[0], self.U)
         self.P[:, self.rows :] = self.U.mT @ self.P[:, : self.rows]
 
@@ -282,6 +288,10 @@ class Sweep:
     def _sequential(self, begin: int, factors: Factors, steps: int | None = None) -> None:
         """One product per step, newest first, over the chunk's first `steps` steps."""
         n = factors.steps if steps is None else steps
+        if self.expect_settled and self.frobenius_peaks and not self.keep:
+            if self._settled_chunk(begin, factors, n):
+                return
+            self.expect_settled = False
         kept = None if self.free else self._buffer(n)
         if self.P.device.type == "cpu":
             scales, peaks = self._lazy(factors, n, kept)
@@ -289,12 +299,33 @@ class Sweep:
             scales, peaks = self._on_device(factors, n, kept)
         self._record(begin, kept, scales, peaks, self.frobenius_peaks)
 
-    def _lazy(self, factors: Factors, n: int, kept: Tensor | None) -> tuple[Tensor, Tensor]:
+    def _settled_chunk(self, begin: int, factors: Factors, n: int) -> bool:
+        """The chunk's steps keeping only each product's carried rows Y = U^T P_k; True, with
+        log c recorded, when the carried subspace settles every product (`core.spectral
+        .settled`), else False with the sweep put back where the chunk began."""
+        P, scale, rows = self.P.clone(), self.scale.clone(), self.rows
+        Y = torch.empty(n, P.shape[0], P.shape[1] - rows, P.shape[2], dtype=P.dtype)
+        scales, peaks = self._lazy(factors, n, None, Y)
+        carried = torch.linalg.vector_norm(Y, dim=(-2, -1)).to(torch.float64).pow(2)
+        lam, ok = settled(Y, (peaks.pow(2) - carried).clamp_min(0))
+        logs = scales + 0.5 * torch.log(lam)
+        if not bool(ok.all() & torch.isfinite(logs).all()):
+            self.P, self.scale = P, scale
+            self.Q = torch.empty_like(P)
+            return False
+        self.log_c[begin : begin + n] = logs
+        self.P[:, rows:] = self.U.mT @ self.P[:, :rows]  # the carried rows, their rounding cleared
+        return True
+
+    def _lazy(
+        self, factors: Factors, n: int, kept: Tensor | None, carried: Tensor | None = None
+    ) -> tuple[Tensor, Tensor]:
         """The CPU path: each product's largest entry (its Frobenius norm, carried rows
         included, with `frobenius_peaks`) is read as a Python number (free on the CPU) and
         the product is rescaled only when that leaves [1 / bound, bound], so a step is one
         product, written in place, and one reduction. A step that would overflow is
-        redone from the previous product rescaled to 1. Returns the log scales and peaks."""
+        redone from the previous product rescaled to 1. Without `kept` only `carried`, when
+        given, receives each product's carried rows. Returns the log scales and peaks."""
         B = self.P.shape[0]
         bound = 2.0 ** (200 if self.P.dtype == torch.float64 else 20)
         low = 1 / bound
@@ -329,6 +360,8 @@ class Sweep:
                 scale = self._rescale(out, factor, scale)
                 p = [v / f for v, f in zip(p, factor, strict=True)]
             peaks[i], scales[i], previous = p, scale, p
+            if carried is not None:
+                carried[i] = out[:, self.rows :]
             if kept is None:
                 P, Q = out, P
             else:

@@ -37,6 +37,8 @@ tolerance is `TOLERANCE_FLOAT32` (1e-4), above the Cholesky's own rounding there
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -134,16 +136,15 @@ def _ritz_values(Y: Tensor) -> tuple[Tensor, Tensor]:
     return ritz.flip(-1), W.flip(-1).to(Y.dtype)
 
 
-def settled(M: Tensor, Y: Tensor, frob: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """The first tier of `certified_spectral` alone, for matrices M (..., R, C) and Y = U^T M
-    (..., r, C): the top Ritz value theta_1 on span(U) (float64) and whether it is lambda_1
-    to `TOLERANCE` relative because the Frobenius mass of M outside span(U) is that small
-    (lambda_1 <= ||M||_F^2 - theta_2 - ... - theta_r by interlacing)."""
-    if frob is None:
-        frob = torch.linalg.vector_norm(M, dim=(-2, -1)).to(torch.float64).pow(2)
+def settled(Y: Tensor, frob: Tensor) -> tuple[Tensor, Tensor]:
+    """The first tier of `certified_spectral` alone, from Y = U^T M (..., r, C) and
+    ||M||_F^2 (...): the top Ritz value theta_1 on span(U) (float64) and whether it is
+    lambda_1 to `TOLERANCE` relative because the Frobenius mass of M outside span(U) is that
+    small (lambda_1 <= ||M||_F^2 - theta_2 - ... - theta_r by interlacing). M itself is not
+    needed."""
     frob = frob.to(torch.float64)
     ritz = eigvalsh_psd((Y @ Y.mT).to(torch.float64))  # ascending; no vectors needed here
-    tol = TOLERANCE if M.dtype == torch.float64 else TOLERANCE_FLOAT32
+    tol = TOLERANCE if Y.dtype == torch.float64 else TOLERANCE_FLOAT32
     theta = torch.where(frob == 0, 0.0, ritz[..., -1])
     return theta, (frob - ritz.sum(-1) <= tol * theta) | (frob == 0)
 
@@ -202,7 +203,7 @@ def certified_spectral(
     frob = frob.reshape(N * B).to(torch.float64)
     tol = TOLERANCE if M.dtype == torch.float64 else TOLERANCE_FLOAT32
     flat, Yf = M.reshape(N * B, R, C), Y.reshape(N * B, r, C)
-    lam, ok = settled(flat, Yf, frob)
+    lam, ok = settled(Yf, frob)
     first = ok.view(N, B)
     todo = torch.nonzero(~ok).flatten()
     if todo.numel() == 0:
@@ -252,7 +253,7 @@ def _by_inertia(M: Tensor, V: Tensor, tol: float) -> Tensor:
         V = torch.linalg.qr(G[..., : min(V.shape[-1], n)])[0]
     lam = torch.empty(G.shape[0], dtype=torch.float64, device=G.device)
     todo = torch.arange(G.shape[0], device=G.device)
-    for _ in range(ROUNDS + 2):
+    for rounds in range(ROUNDS + 2):
         A = G[todo] if todo.numel() < G.shape[0] else G
         AV = A @ V  # the one product with G per round: the Ritz matrix, the residual, the next V
         ritz, W = eigh_psd(V.mT @ AV)
@@ -263,6 +264,11 @@ def _by_inertia(M: Tensor, V: Tensor, tol: float) -> Tensor:
         # Only a Ritz value close to an eigenvalue can pass the test: try those.
         near = torch.nonzero(residual.pow(2) <= tol * theta.pow(2)).flatten()
         keep = torch.ones_like(theta, dtype=torch.bool)
+        # Subspace iteration shrinks the residual by about theta_r / theta_1 a round: where the
+        # rounds left cannot bring it near enough, the exact eigenvalue is cheaper than trying.
+        rate = (ritz[..., 0] / theta.clamp_min(torch.finfo(theta.dtype).tiny)).clamp(max=1)
+        left = ROUNDS + 1 - rounds
+        hopeless = residual * rate.pow(left) > 10 * math.sqrt(tol) * theta
         if near.numel():
             shifted = A.neg() if near.numel() == A.shape[0] else A[near].neg_()
             shifted.diagonal(dim1=-2, dim2=-1).add_((theta[near] * (1 + tol)).unsqueeze(-1))
@@ -272,6 +278,8 @@ def _by_inertia(M: Tensor, V: Tensor, tol: float) -> Tensor:
             todo, AV = todo[keep], AV[keep]
         if todo.numel() == 0:
             return lam
+        if bool(hopeless[keep].all()):
+            break
         V = torch.linalg.qr(AV)[0]  # one round of subspace iteration on G
     lam[todo] = eigvalsh_psd(G[todo])[..., -1].clamp(min=0).to(torch.float64)
     return lam
