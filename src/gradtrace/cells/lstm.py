@@ -304,7 +304,9 @@ class LSTMFactors:
         def sq(t: Tensor, dims: tuple[int, ...]) -> Tensor:  # accumulated in float64
             return torch.linalg.vector_norm(t, dim=dims, dtype=torch.float64).pow(2)
 
-        rows_ch = sq(blocks.ch, (-1,))  # (n, B, H): |c_h|^2
+        # row sums in the blocks' dtype, only the (n, B, H) results in float64: a float64 copy
+        # of ch would cost more than the sums
+        rows_ch = torch.linalg.vector_norm(blocks.ch, dim=-1).to(torch.float64).pow(2)
         if self.W_proj is None:
             a, b = blocks.a.to(torch.float64), blocks.b.to(torch.float64)
             w = sq(self.W_o, (-1,))  # (H,)

@@ -285,7 +285,7 @@ def _by_inertia(M: Tensor, V: Tensor, tol: float) -> Tensor:
     return lam
 
 
-def top_subspace(M: Tensor, U: Tensor, rounds: int = 2) -> Tensor:
+def top_subspace(M: Tensor, U: Tensor, rounds: int = 1) -> Tensor:
     """The top-r left singular subspace of each matrix of M (B, R, C), refined by `rounds` of
     subspace iteration from U (B, R, r), Ritz vectors largest first: the start for the next
     products. Rows with M = 0 keep U."""
