@@ -139,8 +139,6 @@ def against_autograd(repeats: int, units: int = 8) -> None:
 
 BIG_LSTM = """
 import torch
-from common import best_time, peak_rss_mb, thread_settings
-
 from gradtrace.tracing import trace
 torch.manual_seed(0)
 lstm = torch.nn.LSTM(650, 650, num_layers=2)
