@@ -222,7 +222,8 @@ def certified_spectral(
     first = ok.view(N, B)
     direct = torch.nonzero(far).flatten()
     if direct.numel():
-        lam[direct] = _by_inertia(_rows(flat, direct), U[direct % B], tol)
+        # from the carried subspace: the rounds the Ritz tiers would have done happen on G
+        lam[direct] = _by_inertia(_rows(flat, direct), U[direct % B], tol, ROUNDS + 3)
     todo = torch.nonzero(~ok & ~far).flatten()
     if todo.numel() == 0:
         return lam.view(N, B), first
@@ -255,13 +256,13 @@ def _smaller_gram(M: Tensor) -> Tensor:
     return M @ M.mT if M.shape[-1] >= M.shape[-2] else M.mT @ M
 
 
-def _by_inertia(M: Tensor, V: Tensor, tol: float) -> Tensor:
+def _by_inertia(M: Tensor, V: Tensor, tol: float, rounds: int = ROUNDS + 1) -> Tensor:
     """lambda_1 of M M^T for the matrices the Ritz tier left, certified by inertia.
 
     theta, a Ritz value of the Gram matrix G, is a lower bound on lambda_1; if
     theta (1 + tol) I - G has a Cholesky factorisation it is positive definite, so
     lambda_1 < theta (1 + tol). Cholesky is backward stable (its rounding is about n eps ||G||,
-    inside `tol` for both dtypes). Up to `ROUNDS` + 1 rounds of subspace iteration on G
+    inside `tol` for both dtypes). Up to `rounds` rounds of subspace iteration on G
     (one O(n^2 r) product each, cheap beside a decomposition) sharpen theta between the
     tests; what is left gets the exact largest eigenvalue (`torch.linalg.eigvalsh`). Float64
     (M, V in any dtype)."""
@@ -271,7 +272,7 @@ def _by_inertia(M: Tensor, V: Tensor, tol: float) -> Tensor:
         V = torch.linalg.qr(G[..., : min(V.shape[-1], n)])[0]
     lam = torch.empty(G.shape[0], dtype=torch.float64, device=G.device)
     todo = torch.arange(G.shape[0], device=G.device)
-    for rounds in range(ROUNDS + 2):
+    for done in range(rounds + 1):
         A = G[todo] if todo.numel() < G.shape[0] else G
         AV = A @ V  # the one product with G per round: the Ritz matrix, the residual, the next V
         ritz, W = eigh_psd(V.mT @ AV)
@@ -285,7 +286,7 @@ def _by_inertia(M: Tensor, V: Tensor, tol: float) -> Tensor:
         # Subspace iteration shrinks the residual by about theta_r / theta_1 a round: where the
         # rounds left cannot bring it near enough, the exact eigenvalue is cheaper than trying.
         rate = (ritz[..., 0] / theta.clamp_min(torch.finfo(theta.dtype).tiny)).clamp(max=1)
-        left = ROUNDS + 1 - rounds
+        left = rounds - done
         hopeless = residual * rate.pow(left) > 10 * math.sqrt(tol) * theta
         if near.numel():
             shifted = A.neg() if near.numel() == A.shape[0] else A[near].neg_()
