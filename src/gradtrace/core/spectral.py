@@ -273,7 +273,7 @@ def _by_inertia(M: Tensor, V: Tensor, tol: float, rounds: int = ROUNDS + 1) -> T
     lam = torch.empty(G.shape[0], dtype=torch.float64, device=G.device)
     todo = torch.arange(G.shape[0], device=G.device)
     for done in range(rounds + 1):
-        A = G[todo] if todo.numel() < G.shape[0] else G
+        A = _rows(G, todo)
         AV = A @ V  # the one product with G per round: the Ritz matrix, the residual, the next V
         ritz, W = eigh_psd(V.mT @ AV)
         theta, x = ritz[..., -1], V @ W[..., -1:]  # top Ritz pair; theta is a lower bound
