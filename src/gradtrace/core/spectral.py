@@ -81,25 +81,36 @@ def eigvalsh_psd(G: Tensor) -> Tensor:
 
 
 def gram_spectral(M: Tensor) -> Tensor:
-    """sigma_1 of each (..., R, C) matrix from the top eigenvalue of the smaller Gram matrix G.
-
-    Small matrices come in large stacks, for which one LAPACK call per matrix costs more than
-    the arithmetic, so these are bracketed with batched products alone: `SQUARINGS` squarings
-    give G^p (p = 2^SQUARINGS, normalised to unit trace as they go) and
-
-        rho = x^T G x / x^T x  <=  lambda_1  <=  tr(G^p)^(1/p)  <=  lambda_1 (n)^(1/p)
-
-    for x the column of G^p with the largest diagonal entry (G^p's top eigenvector dominates
-    it); the upper bound falls to lambda_1 as (lambda_2 / lambda_1)^p. Where the bracket is
-    within the tolerance rho is the answer; the rest, whose top eigenvalues crowd, get
-    `torch.linalg.eigvalsh`. The bracket's rounding is about n eps relative.
-    """
+    """sigma_1 of each (..., R, C) matrix from the top eigenvalue of the smaller Gram matrix G:
+    bracketed by batched squaring up to `POWER_SIZE` (`bracket_top`), the exact eigenvalue
+    where the bracket is wider than the tolerance or the matrices are larger."""
     gram = _smaller_gram(M)  # (..., n, n)
     n = gram.shape[-1]
     if n > POWER_SIZE or gram.numel() == 0:
         return eigvalsh_psd(gram)[..., -1].clamp(min=0).sqrt()
     G = gram.reshape(-1, n, n)
     tol = TOLERANCE if G.dtype == torch.float64 else TOLERANCE_FLOAT32
+    lam, upper = bracket_top(G)
+    todo = torch.nonzero(~(upper <= lam * (1 + tol))).flatten()
+    if todo.numel():
+        lam[todo] = eigvalsh_psd(G[todo])[..., -1].clamp(min=0).to(torch.float64)
+    return lam.view(gram.shape[:-2]).sqrt().to(M.dtype)
+
+
+def bracket_top(G: Tensor) -> tuple[Tensor, Tensor]:
+    """Bounds rho <= lambda_1 <= upper on the top eigenvalue of each symmetric PSD (m, n, n)
+    matrix, float64, from batched products alone.
+
+    Small matrices come in large stacks, for which one LAPACK call per matrix costs more than
+    the arithmetic. `SQUARINGS` squarings give G^p (p = 2^SQUARINGS, normalised to unit trace
+    as they go) and
+
+        rho = x^T G x / x^T x  <=  lambda_1  <=  tr(G^p)^(1/p)  <=  lambda_1 n^(1/p)
+
+    for x the column of G^p with the largest diagonal entry (G^p's top eigenvector dominates
+    it); the upper bound falls to lambda_1 as (lambda_2 / lambda_1)^p, so the bracket is tight
+    unless the top eigenvalues crowd. Its rounding is about n eps relative. G = 0 gives 0, 0.
+    """
     trace = G.diagonal(dim1=-2, dim2=-1).sum(-1)  # (m,)
     zero = trace <= 0
     trace = torch.where(zero, torch.ones_like(trace), trace)
@@ -116,12 +127,8 @@ def gram_spectral(M: Tensor) -> Tensor:
     column = A.diagonal(dim1=-2, dim2=-1).argmax(-1).view(-1, 1, 1)
     x = torch.take_along_dim(A, column, dim=-1).to(torch.float64)  # (m, n, 1)
     rho = (x * (G.to(torch.float64) @ x)).sum((-2, -1)) / x.pow(2).sum((-2, -1))
-    ok = (upper <= rho * (1 + tol)) | zero
-    lam = torch.where(zero, torch.zeros_like(rho), rho)
-    todo = torch.nonzero(~ok).flatten()
-    if todo.numel():
-        lam[todo] = eigvalsh_psd(G[todo])[..., -1].clamp(min=0).to(torch.float64)
-    return lam.view(gram.shape[:-2]).sqrt().to(M.dtype)
+    nothing = torch.zeros_like(rho)
+    return torch.where(zero, nothing, rho), torch.where(zero, nothing, upper)
 
 
 def _certify(theta: Tensor, others: Tensor, residual: Tensor, frob: Tensor, tol: float) -> Tensor:
@@ -153,7 +160,8 @@ def _first_tier(Y: Tensor, frob: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     subspace iteration would have to remove almost entirely before the gap test could pass
     (on the word language model's products of the trace benchmark, 556 of the 558 such
     products went on to the inertia test that way). They go to it at once; the choice costs
-    time, never accuracy."""
+    time, never accuracy. (`bracket_top` is slower than eigvalsh for these r x r stacks of a
+    chunk's products: its dozen batched calls cost more than the LAPACK loop.)"""
     frob = frob.to(torch.float64)
     ritz = eigvalsh_psd((Y @ Y.mT).to(torch.float64))  # ascending; no vectors needed here
     tol = TOLERANCE if Y.dtype == torch.float64 else TOLERANCE_FLOAT32
