@@ -257,3 +257,39 @@ def test_small_matrices_are_bracketed_by_squaring_or_solved_exactly(
     keep = want > 0
     assert float(((got - want).abs()[keep] / want[keep]).max()) <= tol
     assert 0 < sum(solved) < want.numel()  # the crowded ones solved exactly, most bracketed
+
+
+def test_a_chunk_expected_to_settle_that_does_not_is_swept_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Gaussian steps (S = 64, swept step by step) settle the products after about 200 steps;
+    # then one step shrinks the top eight right singular directions of the product so far (the
+    # whole carried subspace) ten-thousandfold: the older products' mass outside it is no
+    # longer negligible, the chunk expected to settle does not, and it is swept again storing
+    # its products; 400 steps later they settle again. Reference: the SVD of every explicit
+    # product, float64, 1e-10 relative on sigma_1.
+    from gradtrace.core import engine
+
+    outcomes: list[bool] = []
+    first_try = engine.Sweep._settled_chunk
+
+    def watched(self: engine.Sweep, begin: int, factors: Any, n: int) -> bool:
+        outcomes.append(first_try(self, begin, factors, n))
+        return outcomes[-1]
+
+    monkeypatch.setattr(engine.Sweep, "_settled_chunk", watched)
+    T, S, k0 = 900, 64, 500
+    gen = torch.Generator().manual_seed(4)
+    J = torch.randn(T, S, S, generator=gen, dtype=DTYPE) / math.sqrt(S)
+    P, logs, want = torch.eye(S, dtype=DTYPE), 0.0, []
+    for k in range(T - 1, -1, -1):
+        if k == k0:
+            V = torch.linalg.svd(P).Vh[:8].T  # (S, 8): the top right singular vectors
+            J[k] = torch.eye(S, dtype=DTYPE) - (1 - 1e-4) * V @ V.T
+        P = P @ J[k]
+        peak = float(P.abs().max())
+        P, logs = P / peak, logs + math.log(peak)
+        want.append(math.log10(float(torch.linalg.svdvals(P)[0])) + logs / math.log(10))
+    got = contribution_curve(J, "spectral").log10_norm
+    assert float((got - torch.tensor(want[::-1], dtype=DTYPE)).abs().max()) <= 1e-10 / math.log(10)
+    assert True in outcomes and False in outcomes  # settled chunks, and one swept again
