@@ -11,6 +11,7 @@ P_k = J_T ... J_{k+1} (1e-10 relative: the certificate's own tolerance).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -144,6 +145,23 @@ def test_certified_spectral_norm_equals_the_svd_to_1e_10_relative(S: int, B: int
     assert float(((got - want).abs() / want).max()) <= 1e-10
 
 
+def explicit_log10_sigma(
+    J: torch.Tensor, before: Callable[[int, torch.Tensor], None] | None = None
+) -> torch.Tensor:
+    """The reference curve: log10 sigma_1 of every explicit product J_T ... J_{k+1} of
+    (T, S, S) steps by torch.linalg.svdvals, each product rescaled to a largest entry of 1 with
+    its log scale kept; `before(k, P)` may change J[k] from the product so far. (T,) float64."""
+    P, logs, want = torch.eye(J.shape[-1], dtype=J.dtype), 0.0, []
+    for k in range(J.shape[0] - 1, -1, -1):
+        if before is not None:
+            before(k, P)
+        P = P @ J[k]
+        peak = float(P.abs().max())
+        P, logs = P / peak, logs + math.log(peak)
+        want.append(math.log10(float(torch.linalg.svdvals(P)[0])) + logs / math.log(10))
+    return torch.tensor(want[::-1], dtype=DTYPE)
+
+
 def test_the_mass_outside_the_carried_subspace_settles_a_product_only_when_negligible() -> None:
     # lambda_1 <= ||M||_F^2 - theta_2 - ... - theta_r: with U spanning the top r left singular
     # vectors and a tail of singular values 1e-8 below sigma_1 the bound is within 1e-12 of
@@ -186,14 +204,9 @@ def test_long_products_are_settled_without_a_residual(monkeypatch: pytest.Monkey
     T, S = 800, 48
     J = torch.randn(T, S, S, generator=torch.Generator().manual_seed(8), dtype=DTYPE)
     J /= math.sqrt(S)
-    P, logs, want = torch.eye(S, dtype=DTYPE), 0.0, []
-    for k in range(T - 1, -1, -1):
-        P = P @ J[k]
-        peak = float(P.abs().max())
-        P, logs = P / peak, logs + math.log(peak)
-        want.append(math.log10(float(torch.linalg.svdvals(P)[0])) + logs / math.log(10))
+    want = explicit_log10_sigma(J)
     got = contribution_curve(J, "spectral").log10_norm
-    assert float((got - torch.tensor(want[::-1], dtype=DTYPE)).abs().max()) <= 1e-10 / math.log(10)
+    assert float((got - want).abs().max()) <= 1e-10 / math.log(10)
     assert T // 2 < sum(seen) < T  # most products were settled, the short ones were not
 
 
@@ -281,15 +294,13 @@ def test_a_chunk_expected_to_settle_that_does_not_is_swept_again(
     T, S, k0 = 900, 64, 500
     gen = torch.Generator().manual_seed(4)
     J = torch.randn(T, S, S, generator=gen, dtype=DTYPE) / math.sqrt(S)
-    P, logs, want = torch.eye(S, dtype=DTYPE), 0.0, []
-    for k in range(T - 1, -1, -1):
+
+    def shrink(k: int, P: torch.Tensor) -> None:
         if k == k0:
             V = torch.linalg.svd(P).Vh[:8].T  # (S, 8): the top right singular vectors
             J[k] = torch.eye(S, dtype=DTYPE) - (1 - 1e-4) * V @ V.T
-        P = P @ J[k]
-        peak = float(P.abs().max())
-        P, logs = P / peak, logs + math.log(peak)
-        want.append(math.log10(float(torch.linalg.svdvals(P)[0])) + logs / math.log(10))
+
+    want = explicit_log10_sigma(J, shrink)
     got = contribution_curve(J, "spectral").log10_norm
-    assert float((got - torch.tensor(want[::-1], dtype=DTYPE)).abs().max()) <= 1e-10 / math.log(10)
+    assert float((got - want).abs().max()) <= 1e-10 / math.log(10)
     assert True in outcomes and False in outcomes  # settled chunks, and one swept again
