@@ -264,10 +264,7 @@ class Sweep:
             self.log_c[begin : begin + n] = scales + torch.log(values)
             return
         Y = products[:, :, self.rows :, cols]  # (n, B, r, C): U^T P_k, carried by the sweep
-        frob = None
-        if frobenius:  # ||P_k||_F^2 of the measured rows: the whole less the carried rows
-            carried = torch.linalg.vector_norm(Y, dim=(-2, -1)).to(torch.float64).pow(2)
-            frob = (peaks.pow(2) - carried).clamp_min(0)
+        frob = _measured_frobenius(peaks, Y) if frobenius else None
         lam, first = certified_spectral(block, Y, self.U, frob)
         self.log_c[begin : begin + n] = scales + 0.5 * torch.log(lam)
         self.expect_settled = bool(first.all())
@@ -306,8 +303,7 @@ class Sweep:
         P, scale, rows = self.P.clone(), self.scale.clone(), self.rows
         Y = torch.empty(n, P.shape[0], P.shape[1] - rows, P.shape[2], dtype=P.dtype)
         scales, peaks = self._lazy(factors, n, None, Y)
-        carried = torch.linalg.vector_norm(Y, dim=(-2, -1)).to(torch.float64).pow(2)
-        lam, ok = settled(Y, (peaks.pow(2) - carried).clamp_min(0))
+        lam, ok = settled(Y, _measured_frobenius(peaks, Y))
         logs = scales + 0.5 * torch.log(lam)
         if not bool(ok.all() & torch.isfinite(logs).all()):
             self.P, self.scale = P, scale
@@ -429,6 +425,13 @@ class Sweep:
             self._record(begin + left, flat, scales_flat, torch.ones_like(scales_flat))
         if left:
             self._sequential(begin, factors, left)
+
+
+def _measured_frobenius(norms: Tensor, Y: Tensor) -> Tensor:
+    """||P_k||_F^2 of the measured rows from the norms of whole stored products (n, B) and
+    their carried rows Y (n, B, r, C): the whole less the carried rows' share."""
+    carried = torch.linalg.vector_norm(Y, dim=(-2, -1)).to(torch.float64).pow(2)
+    return (norms.pow(2) - carried).clamp_min(0)
 
 
 def _refuse(J: Tensor, begin: int) -> None:

@@ -312,7 +312,7 @@ def _by_inertia(M: Tensor, V: Tensor, tol: float, rounds: int = ROUNDS + 1) -> T
         if bool(hopeless[keep].all()):
             break
         V = torch.linalg.qr(AV)[0]  # one round of subspace iteration on G
-    lam[todo] = eigvalsh_psd(G[todo])[..., -1].clamp(min=0).to(torch.float64)
+    lam[todo] = eigvalsh_psd(_rows(G, todo))[..., -1].clamp(min=0).to(torch.float64)
     return lam
 
 
