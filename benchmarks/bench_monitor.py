@@ -2,14 +2,16 @@
 it, side by side in one run.
 
 Models (float32, SGD, clip_grad_norm_ at 1.0, a linear head and a mean-square loss):
-a 2-layer nn.LSTM (H = 128, T = 200, B = 32, I = 32), a 2-layer nn.GRU of the same size, and an
-8-layer MLP (width 512, B = 256). For each, the time of one training step
+a 2-layer nn.LSTM (H = 128, T = 200, B = 32, I = 32), a 2-layer nn.GRU of the same size, two
+nn.LSTMCell of that size stacked in a Python loop over the steps (`cells`, as pytorch/examples'
+time_sequence_prediction writes it), and an 8-layer MLP (width 512, B = 256). For each, the time
+of one training step
 
     plain      the step without the monitor
     every 1    monitored on every step: norms, clipping audit, through-time profile
                (targets: at most 1.10x plain)
     every 16   monitored on one step in 16: the average over 16 steps (target: 1.02x)
-    + lags     every step, with the lag shares too (reported, no target)
+    + lags     every step, with the lag shares too (reported, no target; fused modules only)
     + trace    every step, with a full gradtrace.trace too (reported, no target)
 
 A round runs 16 steps of each compared variant (one of them monitored for every 16) and single
@@ -48,6 +50,23 @@ class Recurrent(nn.Module):
         return self.head(self.rnn(x)[0])
 
 
+class CellLoop(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.cell1, self.cell2 = nn.LSTMCell(I, H), nn.LSTMCell(H, H)
+        self.head = nn.Linear(H, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        zeros = x.new_zeros(x.shape[1], H)
+        s1, s2 = (zeros, zeros), (zeros, zeros)
+        outputs = []
+        for x_t in x.unbind(0):
+            s1 = self.cell1(x_t, s1)
+            s2 = self.cell2(s1[0], s2)
+            outputs.append(self.head(s2[0]))
+        return torch.stack(outputs)
+
+
 def mlp() -> nn.Module:
     layers: list[nn.Module] = [nn.Linear(I, 512), nn.Tanh()]
     for _ in range(6):
@@ -60,7 +79,7 @@ def make(name: str) -> tuple[nn.Module, Tensor, Tensor]:
     if name == "mlp":
         x = torch.randn(256, I)
         return mlp(), x, torch.randn(256, 1)
-    model = Recurrent(nn.LSTM if name == "lstm" else nn.GRU)
+    model = CellLoop() if name == "cells" else Recurrent(nn.LSTM if name == "lstm" else nn.GRU)
     return model, torch.randn(T, B, I), torch.randn(T, B, 1)
 
 
@@ -100,8 +119,9 @@ def measure(name: str, rounds: int) -> None:
     variants["plain"] = (stepper(model, x, y, None), 16)
     variants["every 1"] = (monitored(every=1), 16)
     variants["every 16"] = (monitored(every=16), 16)
-    if name != "mlp":
+    if name in ("lstm", "gru"):
         variants["+ lags"] = (monitored(every=1, lag_every=1), 1)
+    if name != "mlp":
         variants["+ trace"] = (monitored(every=1, trace_every=1), 1)
     for _key, (run, _) in variants.items():  # warm up every path once
         run(0)
@@ -132,7 +152,7 @@ def main() -> None:
     parser.add_argument("--threads", default="default,1")
     args = parser.parse_args()
     for _ in thread_settings(args.threads, "; targets: every 1 <= 1.10x, every 16 <= 1.02x"):
-        for name in ("lstm", "gru", "mlp"):
+        for name in ("lstm", "gru", "cells", "mlp"):
             measure(name, args.rounds)
 
 

@@ -221,6 +221,18 @@ def unrolled_parts(model: Seq, x: Tensor, y: Tensor, boundaries: list[int]) -> d
     return out
 
 
+def assert_parts(prof: Any, want: dict[str, Any], lstm: bool) -> None:
+    """A profile's parts against `unrolled_parts` of its layer, 1e-10 relative."""
+    for part in ("recurrent", "direct", "total"):
+        got = getattr(prof, part).tolist()
+        assert got == pytest.approx(want[part], rel=1e-10, abs=1e-300), part
+    assert prof.initial == pytest.approx(want["initial"], rel=1e-10)
+    if lstm:
+        assert prof.cell_state is not None
+        assert prof.cell_state.tolist() == pytest.approx(want["cell"], rel=1e-10, abs=1e-300)
+    assert float(prof.recurrent[-1]) == 0.0  # nothing reads h_T after the last step
+
+
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_recurrent_and_direct_parts_equal_the_unrolled_cells(kind: str) -> None:
     torch.manual_seed(4)
@@ -234,16 +246,66 @@ def test_recurrent_and_direct_parts_equal_the_unrolled_cells(kind: str) -> None:
     reference = unrolled_parts(model, x, y, [4, 8, 10])
     assert [p.label for p in record.profiles] == ["rnn layer 0 forward", "rnn layer 1 forward"]
     for prof in record.profiles:
-        want = reference[prof.layer]
         assert prof.boundaries == (4, 8, 10)
-        for part in ("recurrent", "direct", "total"):
-            got = getattr(prof, part).tolist()
-            assert got == pytest.approx(want[part], rel=1e-10, abs=1e-300), part
-        assert prof.initial == pytest.approx(want["initial"], rel=1e-10)
-        if kind == "lstm":
-            assert prof.cell_state is not None
-            assert prof.cell_state.tolist() == pytest.approx(want["cell"], rel=1e-10, abs=1e-300)
-        assert float(prof.recurrent[-1]) == 0.0  # nothing reads h_T after the last step
+        assert_parts(prof, reference[prof.layer], kind == "lstm")
+
+
+class CellLoop(nn.Module):
+    """Cells stacked in one Python loop over the steps, as pytorch/examples'
+    time_sequence_prediction writes its two nn.LSTMCell: layer 0 starts from explicit zeros,
+    layer 1 from no state at all (the cell's own zeros)."""
+
+    def __init__(self, rnn: nn.RNNBase, head: nn.Linear) -> None:
+        super().__init__()
+        self.cells = nn.ModuleList(cells_of(rnn))
+        self.head = head
+        self.lstm = isinstance(rnn, nn.LSTM)
+
+    def forward(self, x: Tensor) -> Tensor:
+        zeros = torch.zeros(x.shape[1], H, dtype=x.dtype)
+        states: list[Any] = [(zeros, zeros) if self.lstm else zeros, None]
+        outputs = []
+        for x_t in x.unbind(0):
+            for i, cell in enumerate(self.cells):
+                states[i] = cell(x_t, states[i])
+                x_t = states[i][0] if self.lstm else states[i]
+            outputs.append(self.head(x_t))
+        return torch.stack(outputs)
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_a_loop_over_cells_gets_the_parts_of_the_unrolled_reference(kind: str) -> None:
+    torch.manual_seed(4)
+    rnn = (nn.LSTM if kind == "lstm" else nn.GRU)(I, H, num_layers=2, dtype=DTYPE)
+    seq = Seq(rnn)  # the reference's head is the loop's
+    model = CellLoop(rnn, seq.head)
+    x, y = data(5)
+    loss_of(model(x), y).backward()
+    plain = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    monitor = Monitor(model, every=1, chunk=K)
+    with monitor.step(0):
+        out = model(x)
+        loss_of(out, y).backward()
+    # the loop ran as written: the same outputs and parameter gradients, to the last bit
+    assert all(torch.equal(p.grad, g) for p, g in zip(model.parameters(), plain, strict=True))
+    assert all("forward" not in cell.__dict__ for cell in model.cells)  # the patch is gone
+    (record,) = monitor.history
+    reference = unrolled_parts(seq, x, y, [4, 8, 10])
+    labels = [p.label for p in record.profiles]
+    assert labels == ["cells.0 layer 0 forward", "cells.1 layer 0 forward"]
+    for layer, prof in enumerate(record.profiles):
+        assert prof.steps == T and prof.boundaries == (4, 8, 10)
+        assert_parts(prof, reference[layer], kind == "lstm")
+
+
+def test_a_cell_called_once_per_forward_has_no_profile_through_time() -> None:
+    cell = nn.GRUCell(I, H, dtype=DTYPE)
+    monitor = Monitor(cell, every=1, chunk=K)
+    x = data(1)[0][0]
+    with monitor.step(0):
+        cell(x).sum().backward()
+    assert monitor.history[0].profiles == ()
 
 
 def test_lag_shares_equal_an_explicit_per_lag_reference() -> None:

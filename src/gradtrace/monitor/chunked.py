@@ -19,6 +19,18 @@ and, for an LSTM, dL/dc_b (the cell state has no direct use), and dL/dh_0 at the
 (what truncated BPTT throws away). The hooks store gradients on the device; norms are taken
 once, at the end of the step (`Profiler.profiles`). On the lag schedule the direct gradient of
 every step and each layer's input are kept as well, for `gradtrace.monitor.lags`.
+
+Cells called in a loop (`h, c = cell(x_t, (h, c))` over nn.RNNCell / LSTMCell / GRUCell, as in
+pytorch/examples' time_sequence_prediction) already run one step per call, so nothing is
+re-run: each call is the cell's own forward, and a call that receives the state the previous
+call returned (`gradtrace.tracing.capture.continues`) extends that chain. Every K-th state
+(K = `chunk`, or `CELL_CHUNK`, since the loop's length is known only when it ends) and the
+last one keep a hook on the h the cell returned, which receives all of dL/dh_b (total); the
+next call gets that state through aliases (`view_as`, the same values) whose hooks receive
+what flows back through the recurrence (recurrent, and an LSTM's dL/dc_b). Any other use of
+h_b (the next layer, a head) is the direct part: total - recurrent. A new, unrelated chain
+(the next sequence) starts a new record; the profile is the last chain's, of two steps or
+more. Lag shares are measured for the fused modules only.
 """
 
 from __future__ import annotations
@@ -35,9 +47,11 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence
 
 from gradtrace.records.monitor import TimeProfile
-from gradtrace.tracing.modules import DIRECTIONS, MODULE_TYPES, cell_name
+from gradtrace.tracing.capture import continues, flat_state
+from gradtrace.tracing.modules import CELL_TYPES, DIRECTIONS, MODULE_TYPES, cell_name
 
 CHUNK_MIN, CHUNK_MAX, CHUNKS = 25, 50, 8  # K: T / 8 steps, within [25, 50]
+CELL_CHUNK = CHUNK_MIN  # K for a loop over a cell, whose length is unknown while it runs
 
 
 def chunk_size(steps: int, chunk: int | None) -> int:
@@ -64,6 +78,8 @@ class LayerRecord:
     cell_state: dict[int, Tensor] = field(default_factory=dict)
     initial: list[Tensor] = field(default_factory=list)
     outputs_grad: dict[int, Tensor] = field(default_factory=dict)  # chunk start -> (t, B, P)
+    totals: dict[int, Tensor] = field(default_factory=dict)  # a cell loop's dL/dh_b (total)
+    loop: bool = False  # calls of a cell chained in a loop, rather than a module's chunks
     inputs: Tensor | None = None  # (T, B, I) what the layer read, its own time order
     s0: Tensor | None = None  # (B, S) its initial state
 
@@ -186,6 +202,83 @@ def chunked_forward(
     return forward
 
 
+@dataclass
+class _Chain:
+    """A cell's current chain of calls: its record, what the last call returned, and that
+    call's hooks (removed when the state turns out to be neither a boundary nor the last)."""
+
+    rec: LayerRecord
+    returned: list[Tensor]
+    handles: list[Any]
+
+
+def _cell_start(module: nn.Module, x: Tensor, hx: Any, rec: LayerRecord) -> Any:
+    """The chain's initial state as the cell would use it (zeros when `hx` is None), through
+    an alias whose hook receives dL/dh_0."""
+    H = int(module.hidden_size)  # type: ignore[arg-type]
+    if hx is None:
+        zeros = x.new_zeros(*x.shape[:-1], H)
+        hx = (zeros, zeros) if isinstance(module, nn.LSTMCell) else zeros
+    h = hx[0] if isinstance(hx, tuple) else hx
+    h = h.view_as(h) if h.requires_grad else h.detach().requires_grad_(True)
+    h.register_hook(_store(rec.initial))
+    return (h, *hx[1:]) if isinstance(hx, tuple) else h
+
+
+def _aliased(hx: Any, rec: LayerRecord) -> Any:
+    """The state passed on at boundary b = rec.steps through aliases whose hooks receive the
+    recurrent part of dL/dh_b and, for an LSTM, dL/dc_b as a state of the recurrence (the
+    part that flows through the next step; the cell's own h_b = o_b tanh(c_b) is not a use
+    of the state passed on, as in the fused kernel's)."""
+    slots = (rec.recurrent, rec.cell_state)
+    parts = hx if isinstance(hx, tuple) else (hx,)
+    aliases = []
+    for part, slot in zip(parts, slots, strict=False):
+        alias = part.view_as(part)
+        if alias.requires_grad:
+            alias.register_hook(_store(slot, rec.steps))
+        aliases.append(alias)
+    return tuple(aliases) if isinstance(hx, tuple) else aliases[0]
+
+
+def cell_forward(
+    module: nn.Module, record: list[LayerRecord], path: str, chunk: int | None
+) -> Callable[..., Any]:
+    """A forward for a recurrent cell that chains its calls and records their boundary
+    gradients into `record` (see the module docstring); it takes and returns what the cell's
+    forward does."""
+    own = type(module).forward
+    K = chunk or CELL_CHUNK
+    cell = cell_name(module) or ""
+    chain: list[_Chain] = []
+
+    def forward(input: Tensor, hx: Any = None) -> Any:
+        if not torch.is_grad_enabled():
+            return own(module, input, hx)
+        if chain and chain[0].returned and continues(hx, chain[0].returned):
+            current = chain[0]
+            rec = current.rec
+            if rec.steps % K:  # the previous state is not a boundary: drop its hooks
+                for handle in current.handles:
+                    handle.remove()
+            else:  # a boundary: what reaches the aliases flows back through the recurrence
+                hx = _aliased(hx, rec)
+        else:
+            rec = LayerRecord(path, 0, 0, cell, 0, K, loop=True)
+            record.append(rec)
+            current = _Chain(rec, [], [])
+            chain[:] = [current]
+            hx = _cell_start(module, input, hx, rec)
+        out = own(module, input, hx)
+        rec.steps += 1
+        h = out[0] if isinstance(out, tuple) else out
+        handles = [h.register_hook(_store(rec.totals, rec.steps))] if h.requires_grad else []
+        current.returned, current.handles = flat_state(out), handles
+        return out
+
+    return forward
+
+
 def _last(
     direct: dict[int, Tensor], stop: int, full: dict[int, Tensor], start: int, keep: bool
 ) -> Callable:
@@ -211,9 +304,13 @@ def chunked(
     record: list[LayerRecord] = []
     patched = []
     for path, module in modules:
-        if isinstance(module, nn.RNNBase) and type(module).forward is _base(module).forward:
+        if type(module).forward is not _base(module).forward:
+            continue  # a subclass with a forward of its own: left as it is
+        if isinstance(module, nn.RNNBase):
             module.forward = chunked_forward(module, record, path, chunk, keep)
-            patched.append(module)
+        else:
+            module.forward = cell_forward(module, record, path, chunk)
+        patched.append(module)
     try:
         yield record
     finally:
@@ -222,7 +319,7 @@ def chunked(
 
 
 def _base(module: nn.Module) -> type[nn.Module]:
-    return next(kind for kind in MODULE_TYPES if isinstance(module, kind))
+    return next(kind for kind in MODULE_TYPES + CELL_TYPES if isinstance(module, kind))
 
 
 def _norm(t: Tensor | None) -> float:
@@ -234,9 +331,16 @@ def profiles(record: list[LayerRecord]) -> list[TimeProfile]:
     forward of each, when a module ran more than once)."""
     latest: dict[tuple[str, int, int], LayerRecord] = {}
     for rec in record:
-        latest[(rec.module, rec.layer, rec.direction)] = rec
+        if not rec.loop or rec.steps > 1:  # one call of a cell is no recurrence
+            latest[(rec.module, rec.layer, rec.direction)] = rec
     out = []
     for rec in latest.values():
+        if rec.loop:  # every K-th state and the last; direct = total - recurrent
+            rec.boundaries = [*range(rec.chunk, rec.steps, rec.chunk), rec.steps]
+            rec.direct = {
+                b: total - rec.recurrent[b] if b in rec.recurrent else total
+                for b, total in rec.totals.items()
+            }
         if not rec.direct and not rec.recurrent and not rec.initial:
             continue  # no backward reached this forward
         zeros = None

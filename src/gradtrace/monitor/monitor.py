@@ -19,12 +19,13 @@ once (from clipping, or one fused norm when the optimizer steps) to catch a non-
 A scheduled step (`every`, see `gradtrace.monitor.schedule`) also records, from the forward and
 backward the loop already runs: the loss, the global and per-parameter gradient norms, weight
 norms and the optimizer's update/weight ratios, the clipping audit, and the through-time profile
-of every nn.RNN / nn.LSTM / nn.GRU (`gradtrace.monitor.chunked`). Every `lag_every`-th
-scheduled step adds the lag shares (`gradtrace.monitor.lags`), every `trace_every`-th a full
-`gradtrace.trace` of the batch. A step whose loss or gradient norm is not finite is replayed to
-find where the first non-finite value appeared (`gradtrace.monitor.nonfinite`) and recorded
-whether scheduled or not; the run then goes on, or stops with `NonFiniteError`
-(`on_nonfinite="stop"`). Records go to every writer as they are made (`gradtrace.monitor.writers`).
+of every nn.RNN / nn.LSTM / nn.GRU and of every loop over an nn.RNNCell / LSTMCell / GRUCell
+(`gradtrace.monitor.chunked`). Every `lag_every`-th scheduled step adds the lag shares
+(`gradtrace.monitor.lags`), every `trace_every`-th a full `gradtrace.trace` of the batch. A step
+whose loss or gradient norm is not finite is replayed to find where the first non-finite value
+appeared (`gradtrace.monitor.nonfinite`) and recorded whether scheduled or not; the run then goes
+on, or stops with `NonFiniteError` (`on_nonfinite="stop"`). Records go to every writer as they are
+made (`gradtrace.monitor.writers`).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ from gradtrace.records.monitor import (
     ParameterStats,
 )
 from gradtrace.records.trace import TraceResult
-from gradtrace.tracing.modules import MODULE_TYPES
+from gradtrace.tracing.modules import RECURRENT_TYPES
 
 ON_NONFINITE = ("continue", "stop")
 
@@ -122,8 +123,9 @@ class Monitor:
         lags: The lags d of the lag shares.
         trace_every: Every n-th recorded step also runs a full `gradtrace.trace` of the batch
             (before the optimizer's update when there is an optimizer); None never.
-        chunk: K, the steps per chunk of the recurrent modules' monitored forward; None
-            chooses T / 8 within [25, 50].
+        chunk: K, the steps per chunk of the recurrent modules' monitored forward (for a
+            loop over a cell: every K-th state is measured); None chooses T / 8 within
+            [25, 50] (25 for a cell loop, whose length is known only when it ends).
         on_nonfinite: "continue" (record where it began and go on) or "stop" (record it, then
             raise `NonFiniteError`).
 
@@ -180,7 +182,7 @@ class Monitor:
         self.names = [name for name, _ in model.named_parameters()]
         self.params = [p for _, p in model.named_parameters()]
         self.recurrent = [
-            (path, m) for path, m in model.named_modules() if isinstance(m, MODULE_TYPES)
+            (path, m) for path, m in model.named_modules() if isinstance(m, RECURRENT_TYPES)
         ]
         self.writers = open_writers(log, tensorboard, writers)
         self._snapshot: list[Tensor] | None = None  # one copy of the weights, reused
@@ -431,7 +433,9 @@ class Monitor:
             key = (prof.module, prof.layer, ("forward", "reverse").index(prof.direction))
             rec = latest[key]
             module = modules[rec.module]
-            assert isinstance(module, nn.RNNBase)
+            if not isinstance(module, nn.RNNBase):  # a cell loop keeps no inputs for lags
+                shaped.append(prof)
+                continue
             shares = lag_shares(module, rec, self.lags)
             shaped.append(prof if shares is None else _with_lags(prof, self.lags, shares))
         return tuple(shaped)

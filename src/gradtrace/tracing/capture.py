@@ -110,17 +110,17 @@ def _label(call: Call) -> str:
     return f"`{call.path or 'model'}` ({type(call.module).__name__})"
 
 
-def _flat(state: Any) -> list[Tensor]:
+def flat_state(state: Any) -> list[Tensor]:
     if state is None:
         return []
     if isinstance(state, Tensor):
         return [state]
-    return [t for part in state for t in _flat(part)]
+    return [t for part in state for t in flat_state(part)]
 
 
-def _continues(hx: Any, returned: list[Tensor]) -> bool:
+def continues(hx: Any, returned: list[Tensor]) -> bool:
     """Whether `hx` is the state the previous call returned (the same tensors or values)."""
-    given = _flat(hx)
+    given = flat_state(hx)
     if not given or len(given) != len(returned):
         return False
     return all(
@@ -222,7 +222,7 @@ def _cell_call(call: Call, x: Tensor, hx: Any, unbatched: bool, out: Any) -> Any
     result: Any = (s1[:, :H], s1[:, H:]) if isinstance(module, nn.LSTMCell) else s1
     result = _unbatch(result, 0) if unbatched else result  # the layout the cell returns
     if call.output_error is not None:
-        pairs = zip(_flat(result), _flat(out), strict=True)
+        pairs = zip(flat_state(result), flat_state(out), strict=True)
         error = max(float((a.detach() - b.detach()).abs().max()) for a, b in pairs)
         call.output_error = max(call.output_error, error)
     return result
@@ -234,7 +234,7 @@ def _hook(call: Call, splice: bool, gen: torch.Generator | None) -> Any:
         if call.closed:
             return None
         x, hx, unbatched = _time_major(call, args, kwargs)
-        if call.tracks and not _continues(hx, call.returned):
+        if call.tracks and not continues(hx, call.returned):
             call.closed = True  # a new, unrelated sequence: counted, not traced
             return None
         call.chained += 1
@@ -246,9 +246,9 @@ def _hook(call: Call, splice: bool, gen: torch.Generator | None) -> Any:
             state = result[1]
         if not splice:  # the model goes on with its own outputs: recognise those next time
             own = out if isinstance(module, CELL_TYPES) else out[1]
-            call.returned = _flat(own)
+            call.returned = flat_state(own)
             return None
-        call.returned = _flat(state)
+        call.returned = flat_state(state)
         return result
 
     return hook
