@@ -122,13 +122,15 @@ def against_autograd(repeats: int, units: int = 8) -> None:
     lstm = nn.LSTM(I, H, num_layers=L)
     x = torch.randn(T, B, I)
     t_trace = best_time(lambda: trace(lstm, x), repeats)
-    t_forward = best_time(lambda: unrolled_states(lstm, x), 1)
+    # the baseline's parts get the same repeats as the trace: a single timing of each swung
+    # the ratio two- to three-fold between runs on a loaded machine
+    t_forward = best_time(lambda: unrolled_states(lstm, x), repeats)
     states = unrolled_states(lstm, x)
     t_subset = best_time(
-        lambda: [autograd_rows(states, layer, range(units)) for layer in range(L)], 1
+        lambda: [autograd_rows(states, layer, range(units)) for layer in range(L)], repeats
     )
     products = torch.randn(T, B, H, H)
-    t_norms = best_time(lambda: torch.linalg.matrix_norm(products, ord=2), 1) * L
+    t_norms = best_time(lambda: torch.linalg.matrix_norm(products, ord=2), repeats) * L
     t_autograd = t_forward + t_subset * H / units + t_norms
     print(
         f"[2] 2-layer nn.LSTM H={H} T={T} B={B}: autograd ({L * H} backward passes, "
