@@ -299,6 +299,20 @@ def test_a_loop_over_cells_gets_the_parts_of_the_unrolled_reference(kind: str) -
         assert_parts(prof, reference[layer], kind == "lstm")
 
 
+def test_lag_shares_asked_of_a_cell_loop_are_refused_in_a_warning_that_names_it() -> None:
+    torch.manual_seed(4)
+    rnn = nn.GRU(I, H, num_layers=2, dtype=DTYPE)
+    model = CellLoop(rnn, Seq(rnn).head)
+    with pytest.warns(UserWarning, match=r"loops over `cells.0`, `cells.1` get the through-time"):
+        monitor = Monitor(model, every=1, chunk=K, lag_every=1)
+    x, y = data(5)
+    with monitor.step(0):
+        loss_of(model(x), y).backward()
+    assert all(
+        p.lag_shares is None and p.recurrent.shape == (3,) for p in monitor.history[0].profiles
+    )
+
+
 def test_a_cell_called_once_per_forward_has_no_profile_through_time() -> None:
     cell = nn.GRUCell(I, H, dtype=DTYPE)
     monitor = Monitor(cell, every=1, chunk=K)

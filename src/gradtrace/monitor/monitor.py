@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -184,6 +185,14 @@ class Monitor:
         self.recurrent = [
             (path, m) for path, m in model.named_modules() if isinstance(m, RECURRENT_TYPES)
         ]
+        cells = [path or "model" for path, m in self.recurrent if not isinstance(m, nn.RNNBase)]
+        if lag_every is not None and cells:
+            warnings.warn(
+                "lag shares are measured for nn.RNN / nn.LSTM / nn.GRU only; the loops over "
+                f"{', '.join(f'`{c}`' for c in cells)} get the through-time profile without them",
+                UserWarning,
+                stacklevel=2,
+            )
         self.writers = open_writers(log, tensorboard, writers)
         self._snapshot: list[Tensor] | None = None  # one copy of the weights, reused
         self.recorded = 0  # scheduled steps recorded so far
