@@ -28,7 +28,9 @@ call returned (`gradtrace.tracing.capture.continues`) extends that chain. Every 
 last one keep a hook on the h the cell returned, which receives all of dL/dh_b (total); the
 next call gets that state through aliases (`view_as`, the same values) whose hooks receive
 what flows back through the recurrence (recurrent, and an LSTM's dL/dc_b). Any other use of
-h_b (the next layer, a head) is the direct part: total - recurrent. A new, unrelated chain
+h_b (the next layer, a head) is the direct part: total - recurrent (a difference, so a direct
+part under the dtype's rounding of the total, about 1e-7 of it in float32, reads as that
+rounding). A new, unrelated chain
 (the next sequence) starts a new record; the profile is the last chain's, of two steps or
 more. Lag shares are measured for the fused modules only.
 """
