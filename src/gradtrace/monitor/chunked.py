@@ -252,13 +252,13 @@ def cell_forward(
     own = type(module).forward
     K = chunk or CELL_CHUNK
     cell = cell_name(module) or ""
-    chain: list[_Chain] = []
+    current: _Chain | None = None  # the chain the next call may continue
 
     def forward(input: Tensor, hx: Any = None) -> Any:
+        nonlocal current
         if not torch.is_grad_enabled():
             return own(module, input, hx)
-        if chain and chain[0].returned and continues(hx, chain[0].returned):
-            current = chain[0]
+        if current is not None and continues(hx, current.returned):
             rec = current.rec
             if rec.steps % K:  # the previous state is not a boundary: drop its hooks
                 for handle in current.handles:
@@ -269,7 +269,6 @@ def cell_forward(
             rec = LayerRecord(path, 0, 0, cell, 0, K, loop=True)
             record.append(rec)
             current = _Chain(rec, [], [])
-            chain[:] = [current]
             hx = _cell_start(module, input, hx, rec)
         out = own(module, input, hx)
         rec.steps += 1

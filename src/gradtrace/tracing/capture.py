@@ -111,6 +111,7 @@ def _label(call: Call) -> str:
 
 
 def flat_state(state: Any) -> list[Tensor]:
+    """The tensors of a recurrent state (None, a tensor, or nested tuples such as (h, c))."""
     if state is None:
         return []
     if isinstance(state, Tensor):
