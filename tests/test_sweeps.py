@@ -208,6 +208,7 @@ def test_a_killed_sweep_resumes_with_each_run_once_and_finished_rows_untouched(
         assert _workers_exit(proc.pid), "a worker ran on after its sweep was killed"
     finally:
         _kill_group(proc.pid)
+        proc.wait()  # reaped even when the test fails early: no process left for the next one
     spec = load_spec(spec_path)
     summary = run_sweep(spec, store, workers=2, runner=sweep_runners.arithmetic, progress=False)
     assert (summary.skipped, summary.finished) == (len(before), n - len(before))

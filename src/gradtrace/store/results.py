@@ -8,13 +8,17 @@ consistent file whose committed rows survive. A row is keyed by the hash of its 
 (`INSERT ... ON CONFLICT`); only a failed run's row gives way to a later attempt.
 
 Readers open the file read-only (`connect`, or `ResultsStore(path, readonly=True)`), through an
-SQLite URI with mode=ro, so that they cannot write, lock out or damage the writer.
+SQLite URI with mode=ro, so that they cannot write, lock out or damage the writer. A new store
+appears whole: its schema is written to a temporary file beside it, which is then linked into
+place, so a reader polling for the file never finds it empty or half made (`_create`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -198,10 +202,45 @@ class ResultsStore:
         self._db.execute(flat_view(known + new))
 
 
+def _schema(db: sqlite3.Connection) -> None:
+    """Write a new store's schema, inside the caller's transaction."""
+    db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+    db.execute(f"PRAGMA user_version = {VERSION}")
+    for statement in TABLES.split(";"):
+        if statement.strip():
+            db.execute(statement)
+    db.execute(flat_view([]))
+
+
+def _create(path: Path) -> None:
+    """A new, empty store at `path`, made whole in a temporary file beside it and linked into
+    place; if another writer made `path` meanwhile, its store is kept and this one dropped."""
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        db = sqlite3.connect(temporary, isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            _schema(db)
+            db.execute("COMMIT")
+        finally:
+            db.close()
+        try:
+            os.link(temporary, path)  # fails, rather than replaces, if `path` exists
+        except FileExistsError:
+            pass
+        except OSError:  # no hard links on this file system
+            if not path.exists():
+                os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
 def _open_writer(path: Path, name: str) -> sqlite3.Connection:
     """A read-write connection to the store at `path`, created (with its schema) if missing."""
     check_output_file(path, name)
-    if path.exists() and path.stat().st_size > 0:
+    if not path.exists():
+        _create(path)
+    elif path.stat().st_size > 0:
         # Judge an existing file read-only first: refusing it must not change one byte.
         probe = sqlite3.connect(path.resolve().as_uri() + "?mode=ro", uri=True)
         try:
@@ -213,13 +252,8 @@ def _open_writer(path: Path, name: str) -> sqlite3.Connection:
         db.execute("PRAGMA journal_mode = WAL")
         db.execute("PRAGMA synchronous = FULL")  # a committed run survives a power cut too
         db.execute("BEGIN IMMEDIATE")
-        if not inspect(db, path, name, deep=False):  # new: make the schema in one go
-            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            db.execute(f"PRAGMA user_version = {VERSION}")
-            for statement in TABLES.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            db.execute(flat_view([]))
+        if not inspect(db, path, name, deep=False):  # an empty file given: the schema in it
+            _schema(db)
         db.execute("COMMIT")
     except BaseException:
         db.close()
