@@ -29,6 +29,7 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor
 
+from gradtrace.core.products import times_thin
 from gradtrace.errors import check
 
 CHUNK_BYTES = 2**24  # about 16 MiB of Jacobians per chunk of steps
@@ -124,7 +125,7 @@ class DenseFactors:
         return torch.bmm(P, self.J[i], out=out)  # (B, R, S); bmm is the fastest call for it
 
     def right(self, i: int, V: Tensor) -> Tensor:
-        return self.J[i] @ V  # (B, S, K)
+        return times_thin(self.J[i], V)  # (B, S, K)
 
     def dense(self) -> Tensor:
         return self.J

@@ -43,6 +43,7 @@ from torch import Tensor
 
 from gradtrace.core.engine import BLOCK, block_size, block_suffix, refuse_non_finite
 from gradtrace.core.factors import StepSource, as_source, chunk_steps, chunks_forward
+from gradtrace.core.products import times_thin
 from gradtrace.errors import check
 from gradtrace.records.flow import LyapunovSpectrum
 
@@ -227,7 +228,7 @@ def _sweep(steps: Iterator[Tensor], q: Tensor) -> list[Tensor]:
 
 def _qr_step(J: Tensor, q: Tensor) -> tuple[Tensor, Tensor]:
     """One step Q_t R_t = qr(J_t Q_{t-1}); return Q_t and log diag R_t with diag R_t > 0."""
-    return _orthonormalise(J @ q)
+    return _orthonormalise(times_thin(J, q))
 
 
 def _orthonormalise(Jq: Tensor) -> tuple[Tensor, Tensor]:

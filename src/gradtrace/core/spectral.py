@@ -42,6 +42,7 @@ import math
 import torch
 from torch import Tensor
 
+from gradtrace.core.products import times_thin
 from gradtrace.errors import check
 
 METRICS = ("spectral", "frobenius", "maxabs")
@@ -185,7 +186,7 @@ def _ritz(M: Tensor, Y: Tensor, U: Tensor) -> tuple[Tensor, Tensor, Tensor, Tens
     """
     ritz, W = _ritz_values(Y)
     theta = ritz[..., 0]
-    Z = M @ (Y.mT @ W)  # (n, R, r): M M^T U W
+    Z = times_thin(M, Y.mT @ W)  # (n, R, r): M M^T U W
     x = U @ W[..., :1]  # (n, R, 1): the top Ritz vector
     residual = (Z[..., :1] - x * theta[..., None, None].to(M.dtype)).to(torch.float64)
     return theta, ritz[..., 2:].sum(-1), residual.pow(2).sum((-2, -1)), Z
@@ -286,7 +287,7 @@ def _by_inertia(M: Tensor, V: Tensor, tol: float, rounds: int = ROUNDS + 1) -> T
     todo = torch.arange(G.shape[0], device=G.device)
     for done in range(rounds + 1):
         A = _rows(G, todo)
-        AV = A @ V  # the one product with G per round: the Ritz matrix, the residual, the next V
+        AV = times_thin(A, V)  # the one product with G a round: Ritz matrix, residual, next V
         ritz, W = eigh_psd(V.mT @ AV)
         theta, x = ritz[..., -1], V @ W[..., -1:]  # top Ritz pair; theta is a lower bound
         residual = torch.linalg.vector_norm(
@@ -325,8 +326,8 @@ def top_subspace(M: Tensor, U: Tensor, rounds: int = 1) -> Tensor:
     A = M / scale.clamp_min(torch.finfo(M.dtype).tiny)
     V = U
     for _ in range(rounds):
-        V, _ = torch.linalg.qr(A @ (A.mT @ V))  # (B, R, r)
-    _, W = eigh_psd(V.mT @ (A @ (A.mT @ V)))  # Rayleigh-Ritz, ascending
+        V, _ = torch.linalg.qr(times_thin(A, (V.mT @ A).mT))  # (B, R, r)
+    _, W = eigh_psd(V.mT @ times_thin(A, (V.mT @ A).mT))  # Rayleigh-Ritz, ascending
     return torch.where(scale.view(B, 1, 1) > 0, V @ W.flip(-1), U)
 
 
