@@ -108,8 +108,24 @@ def _gates(w: GRUWeights, x: Tensor, h: Tensor) -> tuple[Tensor, Tensor, Tensor,
     check_step_inputs(
         x, h, state_name="h", input_size=w.input_size, state_size=w.hidden_size, like=w.W_hh
     )
-    u_r, u_z, u_n = (x @ w.W_ih.T + w.b_ih).chunk(3, dim=-1)  # 3 x (B, H)
-    v_r, v_z, v_n = (h @ w.W_hh.T + w.b_hh).chunk(3, dim=-1)  # 3 x (B, H)
+    return _gates_from(w, gru_drive(w, x), h)
+
+
+def gru_drive(w: GRUWeights, x: Tensor) -> Tensor:
+    """The input's part of the gates, W_ih x_t + b_ih, for any number of rows x (N, I): a
+    replay computes it for all T steps in one product (unchecked)."""
+    return torch.addmm(w.b_ih, x, w.W_ih.T)  # (N, 3H)
+
+
+def gru_advance(w: GRUWeights, u: Tensor, h: Tensor) -> Tensor:
+    """One step from its input drive u = `gru_drive(w, x_t)` (B, 3H), unchecked."""
+    _, z, n, _ = _gates_from(w, u, h)
+    return (1 - z) * n + z * h
+
+
+def _gates_from(w: GRUWeights, u: Tensor, h: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    u_r, u_z, u_n = u.chunk(3, dim=-1)  # 3 x (B, H)
+    v_r, v_z, v_n = torch.addmm(w.b_hh, h, w.W_hh.T).chunk(3, dim=-1)  # 3 x (B, H)
     r, z = torch.sigmoid(u_r + v_r), torch.sigmoid(u_z + v_z)
     return r, z, torch.tanh(u_n + r * v_n), v_n
 
@@ -128,8 +144,10 @@ def gru_step(w: GRUWeights, x: Tensor, h: Tensor) -> Tensor:
     Raises:
         GradtraceError: if `x` or `h` has the wrong shape, dtype or device.
     """
-    _, z, n, _ = _gates(w, x, h)
-    return (1 - z) * n + z * h
+    check_step_inputs(
+        x, h, state_name="h", input_size=w.input_size, state_size=w.hidden_size, like=w.W_hh
+    )
+    return gru_advance(w, gru_drive(w, x), h)
 
 
 def gru_jacobian(w: GRUWeights, x: Tensor, h: Tensor) -> Tensor:

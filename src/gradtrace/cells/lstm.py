@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from gradtrace.cells._checks import check_step_inputs, check_tensor, check_weights, moved
+from gradtrace.core.products import times_thin
 from gradtrace.errors import check
 
 
@@ -151,8 +152,18 @@ def _forward(w: LSTMWeights, x: Tensor, s: Tensor) -> _Forward:
     check_step_inputs(
         x, s, state_name="s", input_size=w.input_size, state_size=w.state_size, like=w.W_ih
     )
+    return _gates(w, lstm_drive(w, x), s)
+
+
+def lstm_drive(w: LSTMWeights, x: Tensor) -> Tensor:
+    """The input's part of the gates' pre-activations, W_ih x_t + b, for any number of rows
+    x (N, I): a replay computes it for all T steps in one product (unchecked)."""
+    return torch.addmm(w.b, x, w.W_ih.T)  # (N, 4H)
+
+
+def _gates(w: LSTMWeights, u: Tensor, s: Tensor) -> _Forward:
     h_prev, c_prev = split_state(w, s)  # (B, P), (B, H)
-    z = x @ w.W_ih.T + h_prev @ w.W_hh.T + w.b  # (B, 4H)
+    z = torch.addmm(u, h_prev, w.W_hh.T)  # (B, 4H)
     z_i, z_f, z_g, z_o = z.chunk(4, dim=-1)  # 4 x (B, H)
     i, f, g, o = torch.sigmoid(z_i), torch.sigmoid(z_f), torch.tanh(z_g), torch.sigmoid(z_o)
     return _Forward(i, f, g, o, c_prev, f * c_prev + i * g)
@@ -172,7 +183,15 @@ def lstm_step(w: LSTMWeights, x: Tensor, s: Tensor) -> Tensor:
     Raises:
         GradtraceError: if `x` or `s` has the wrong shape, dtype or device.
     """
-    fw = _forward(w, x, s)
+    return _state(w, _forward(w, x, s))
+
+
+def lstm_advance(w: LSTMWeights, u: Tensor, s: Tensor) -> Tensor:
+    """One step from its input drive u = `lstm_drive(w, x_t)` (B, 4H), unchecked."""
+    return _state(w, _gates(w, u, s))
+
+
+def _state(w: LSTMWeights, fw: _Forward) -> Tensor:
     m = fw.o * torch.tanh(fw.c)  # (B, H)
     h = m if w.W_proj is None else m @ w.W_proj.T  # (B, P)
     return torch.cat([h, fw.c], dim=-1)  # (B, P + H)
@@ -284,9 +303,10 @@ class LSTMFactors:
         ch, a, b, e, f = (block[i] for block in self.blocks)
         p = ch.shape[-1]
         Vh, Vc = V[:, :p], V[:, p:]  # (B, P, K), (B, H, K)
-        chV = ch @ Vh  # (B, H, K)
-        dm = a.unsqueeze(-1) * (self.W_o @ Vh) + b.unsqueeze(-1) * chV + e.unsqueeze(-1) * Vc
-        top = dm if self.W_proj is None else self.W_proj @ dm
+        chV = times_thin(ch, Vh)  # (B, H, K)
+        dm = a.unsqueeze(-1) * times_thin(self.W_o, Vh) + b.unsqueeze(-1) * chV
+        dm = dm + e.unsqueeze(-1) * Vc
+        top = dm if self.W_proj is None else times_thin(self.W_proj, dm)
         return torch.cat([top, chV + f.unsqueeze(-1) * Vc], dim=1)
 
     def dense(self) -> Tensor:

@@ -11,19 +11,29 @@ from typing import Any
 
 from torch import Tensor
 
-from gradtrace.cells.gru import GRUWeights, gru_jacobian, gru_step
+from gradtrace.cells.gru import GRUWeights, gru_advance, gru_drive, gru_jacobian, gru_step
 from gradtrace.cells.lstm import (
     LSTMWeights,
+    lstm_advance,
+    lstm_drive,
     lstm_factors,
     lstm_forget_gate,
     lstm_jacobian,
     lstm_step,
 )
-from gradtrace.cells.rnn import RNNWeights, rnn_factors, rnn_jacobian, rnn_step
+from gradtrace.cells.rnn import (
+    RNNWeights,
+    rnn_advance,
+    rnn_drive,
+    rnn_factors,
+    rnn_jacobian,
+    rnn_step,
+)
 from gradtrace.core.factors import DenseFactors, Factors
 from gradtrace.errors import GradtraceError
 
 StepFn = Callable[[Any, Tensor, Tensor], Tensor]
+DriveFn = Callable[[Any, Tensor], Tensor]
 FactorsFn = Callable[[Any, Tensor, Tensor, int], Factors]
 Weights = RNNWeights | LSTMWeights | GRUWeights
 
@@ -38,6 +48,10 @@ class Cell:
         jacobian: (weights, x (B, I), s (B, S)) -> ds_t/ds_{t-1} (B, S, S).
         weights: The weights dataclass.
         gates: How many gate blocks W_hh stacks (1, 4 or 3).
+        drive: (weights, x (N, I)) -> the input's part of the step, u (N, G), for any number
+            of rows: a replay computes it for every step in one product.
+        advance: (weights, u (B, G), s (B, S)) -> s_new (B, S), the step from its drive;
+            step(w, x, s) = advance(w, drive(w, x), s), unchecked.
         cell_path: LSTM only: (weights, x, s) -> f_t (B, H), the cell path's diagonal.
         structured: (weights, x (n B, I), s (n B, S), n) -> the Jacobians of n steps applied
             from their parts (`gradtrace.core.factors`), or None for explicit Jacobians.
@@ -48,6 +62,8 @@ class Cell:
     jacobian: StepFn
     weights: type
     gates: int
+    drive: DriveFn
+    advance: StepFn
     cell_path: StepFn | None = None
     structured: FactorsFn | None = None
 
@@ -64,9 +80,21 @@ class Cell:
 
 
 CELLS: dict[str, Cell] = {
-    "rnn": Cell("rnn", rnn_step, rnn_jacobian, RNNWeights, 1, structured=rnn_factors),
-    "lstm": Cell("lstm", lstm_step, lstm_jacobian, LSTMWeights, 4, lstm_forget_gate, lstm_factors),
-    "gru": Cell("gru", gru_step, gru_jacobian, GRUWeights, 3),
+    "rnn": Cell(
+        "rnn", rnn_step, rnn_jacobian, RNNWeights, 1, rnn_drive, rnn_advance, None, rnn_factors
+    ),
+    "lstm": Cell(
+        "lstm",
+        lstm_step,
+        lstm_jacobian,
+        LSTMWeights,
+        4,
+        lstm_drive,
+        lstm_advance,
+        lstm_forget_gate,
+        lstm_factors,
+    ),
+    "gru": Cell("gru", gru_step, gru_jacobian, GRUWeights, 3, gru_drive, gru_advance),
 }
 
 

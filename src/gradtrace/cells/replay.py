@@ -162,9 +162,13 @@ def replay(cell: Cell, weights: Any, x: Tensor, s0: Tensor) -> Replay:
             holds NaN/Inf.
     """
     _check_inputs(cell, weights, x, s0, "s0")
-    steps = [s0]
-    for x_t in x:  # (B, I): the recurrence itself is sequential
-        steps.append(cell.step(weights, x_t, steps[-1]))  # (B, S), in the graph if enabled
+    steps = [s0, cell.step(weights, x[0], s0)]  # the first step checks dtype and device
+    if len(x) > 1:
+        # The input's part of every later step in one product; the recurrence is sequential.
+        T, B = x.shape[:2]
+        drive = cell.drive(weights, x[1:].reshape((T - 1) * B, -1)).view(T - 1, B, -1)
+        for u in drive:  # (B, G)
+            steps.append(cell.advance(weights, u, steps[-1]))  # (B, S), in the graph if enabled
     detached = torch.stack([s.detach() for s in steps])  # (T + 1, B, S)
     if not torch.is_grad_enabled():
         return Replay(cell, weights, x.detach(), detached[:-1], detached[-1])

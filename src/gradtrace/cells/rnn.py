@@ -14,13 +14,17 @@ Bengio 2013). The state is h itself, so S = H. Shapes: B batch, I input, H hidde
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
 
 from gradtrace.cells._checks import check_step_inputs, check_tensor, check_weights, moved
 from gradtrace.core.activations import get_activation
+from gradtrace.core.products import times_thin
 from gradtrace.errors import check
+
+DENSE_WORK = 2**13  # B H^2 up to which a sweep forms a chunk's Jacobians (`RNNFactors`)
 
 
 @dataclass(frozen=True, eq=False)
@@ -106,7 +110,18 @@ def rnn_preactivation(w: RNNWeights, x: Tensor, h: Tensor) -> Tensor:
     check_step_inputs(
         x, h, state_name="h", input_size=w.input_size, state_size=w.hidden_size, like=w.W_hh
     )
-    return h @ w.W_hh.T + x @ w.W_hx.T + w.b  # (B, H)
+    return torch.addmm(rnn_drive(w, x), h, w.W_hh.T)  # (B, H)
+
+
+def rnn_drive(w: RNNWeights, x: Tensor) -> Tensor:
+    """The input's part of the pre-activation, W_hx x_t + b, for any number of rows x (N, I):
+    a replay computes it for all T steps in one product (unchecked: see `rnn_step`)."""
+    return torch.addmm(w.b, x, w.W_hx.T)  # (N, H)
+
+
+def rnn_advance(w: RNNWeights, u: Tensor, h: Tensor) -> Tensor:
+    """One step from its input drive u = `rnn_drive(w, x_t)` (B, H), unchecked."""
+    return get_activation(w.activation).fn(torch.addmm(u, h, w.W_hh.T))
 
 
 def rnn_step(w: RNNWeights, x: Tensor, h: Tensor) -> Tensor:
@@ -137,7 +152,12 @@ def rnn_jacobian(w: RNNWeights, x: Tensor, h: Tensor) -> Tensor:
 class RNNFactors:
     """The step Jacobians diag(d_t) W_hh of n steps applied without forming them
     (`gradtrace.core.factors`): P J = (P diag(d)) W_hh is one product with the shared W_hh,
-    no (B, H, H) tensor per step. d is (n, B, H)."""
+    no (B, H, H) tensor per step. d is (n, B, H).
+
+    Small steps (B H^2 up to `DENSE_WORK` entries) are the exception: there the per-step call
+    that scales P costs about as much as the product (11 us against 5 us a step at H = 32,
+    one thread), so a sweep of many rows forms the chunk's n Jacobians once, in one call, and
+    each step is one batched product."""
 
     d: Tensor
     W_hh: Tensor
@@ -147,10 +167,17 @@ class RNNFactors:
         return int(self.d.shape[0])
 
     def left(self, i: int, P: Tensor, out: Tensor | None = None) -> Tensor:
+        H = self.W_hh.shape[0]
+        if P.ndim == 3 and 2 * P.shape[1] >= H and self.d.shape[1] * H * H <= DENSE_WORK:
+            return torch.bmm(P, self._dense[i], out=out)  # (B, R, H)
         return torch.matmul(P * self.d[i].unsqueeze(1), self.W_hh, out=out)  # (B, R, H)
 
+    @cached_property
+    def _dense(self) -> Tensor:
+        return self.dense()
+
     def right(self, i: int, V: Tensor) -> Tensor:
-        return self.d[i].unsqueeze(-1) * (self.W_hh @ V)  # (B, H, K)
+        return self.d[i].unsqueeze(-1) * times_thin(self.W_hh, V)  # (B, H, K)
 
     def dense(self) -> Tensor:
         return self.d.unsqueeze(-1) * self.W_hh  # (n, B, H, H)
