@@ -155,6 +155,9 @@ def test_step_matches_torch_module(
         expected = torch_step(module, x, s)
     # Same maths as torch.nn in a different order of operations: atol 1e-12.
     torch.testing.assert_close(cell.step(weights, x, s), expected, atol=STEP_ATOL, rtol=0)
+    # A replay's form of the step, from the input drive of many rows at once: the same step.
+    drive = cell.drive(weights, torch.cat([x, x]))[: x.shape[0]]
+    torch.testing.assert_close(cell.advance(weights, drive, s), expected, atol=STEP_ATOL, rtol=0)
 
 
 @pytest.mark.parametrize("activation", list(FORMULAS))
@@ -199,6 +202,8 @@ def test_structured_factors_apply_the_autograd_jacobian(
         close = {"atol": 1e-12, "rtol": 0}
         torch.testing.assert_close(factors.dense()[i], J, **close)
         torch.testing.assert_close(factors.left(i, P), P @ J, **close)
+        # one row: the RNN's factors scale it rather than form J (see `RNNFactors`)
+        torch.testing.assert_close(factors.left(i, P[:, :1]), P[:, :1] @ J, **close)
         torch.testing.assert_close(factors.right(i, V), J @ V, **close)
         norm = {  # each factor names the bound on ||J_t||_2 it gives
             "||J_t||_F": torch.linalg.matrix_norm(J, ord="fro"),

@@ -38,6 +38,7 @@ from gradtrace.core.engine import (
     sweep_work,
 )
 from gradtrace.core.gradient_profile import loss_gradient_profile
+from gradtrace.core.products import times_thin
 from gradtrace.errors import GradtraceError
 
 DTYPE = torch.float64
@@ -163,6 +164,19 @@ def test_sweep_work_covers_the_jacobians_and_one_product_per_step(T: int, B: int
         assert work.steps >= T / block_size(B, S)
     assert sweep_work(T, B, S, "spectral").flops > sweep_work(T, B, S, "frobenius").flops
     assert sweep_work(T, B, S, "spectral", itemsize=4).memory >= held / 2  # float32
+
+
+@pytest.mark.parametrize(
+    ("M_shape", "X_shape"),
+    [((7, 40, 30), (7, 30, 3)), ((30, 30), (5, 30, 2)), ((4, 40, 30), (30, 1))],
+    ids=["batched", "shared-left", "shared-right"],
+)
+def test_thin_products_equal_matmul(M_shape: tuple[int, ...], X_shape: tuple[int, ...]) -> None:
+    # (X^T M^T)^T is M X in another layout; float64, torch.matmul as the reference, 1e-13.
+    gen = torch.Generator().manual_seed(3)
+    M = torch.randn(*M_shape, generator=gen, dtype=DTYPE)
+    X = torch.randn(*X_shape, generator=gen, dtype=DTYPE)
+    torch.testing.assert_close(times_thin(M, X), M @ X, atol=1e-13, rtol=0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
