@@ -304,3 +304,23 @@ def test_a_chunk_expected_to_settle_that_does_not_is_swept_again(
     got = contribution_curve(J, "spectral").log10_norm
     assert float((got - want).abs().max()) <= 1e-10 / math.log(10)
     assert True in outcomes and False in outcomes  # settled chunks, and one swept again
+
+
+def test_settled_chunks_grow_while_they_settle() -> None:
+    # A sweep that expects its next chunk to settle doubles its chunks past the usual length
+    # (up to the longest a chunk of Jacobians may be) and falls back to it when a chunk does
+    # not settle; the chunks cover 0..T once, newest first.
+    from gradtrace.core.engine import _growing_chunks
+
+    @dataclass
+    class Expectation:
+        expect_settled: bool = False
+
+    sweep = Expectation()
+    seen = []
+    for begin, stop in _growing_chunks(2000, 4, 64, 512, sweep):  # type: ignore[arg-type]
+        seen.append(stop - begin)
+        sweep.expect_settled = len(seen) != 9  # the ninth chunk does not settle
+    assert seen[:9] == [4, 8, 16, 32, 64, 128, 256, 512, 512]
+    assert seen[9] == 64  # after the chunk that did not settle
+    assert sum(seen) == 2000

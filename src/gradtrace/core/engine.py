@@ -42,6 +42,7 @@ vector, g_{k-1} = J_k^T g_k with g_T = dL/ds_T.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -220,14 +221,18 @@ class Sweep:
         )
         blocked = block_size(B, src.size) > 1
         n = chunk_steps(src, BLOCK if blocked else 1)
-        if self.carry:  # the carried subspace is refreshed once per chunk, and its products
-            # are certified together: a few steps at least, however large a step is
+        if not self.carry:
+            chunks: Iterable[tuple[int, int]] = chunks_backward(T, n)
+        else:  # the carried subspace is refreshed once per chunk, and its products are
+            # certified together: a few steps at least, however large a step is
             per_step = max(1, B * src.size**2 * src.dtype.itemsize)
+            n_memory = n
             n = min(max(n, 4 * CHUNK_BYTES // per_step), CARRY_CHUNK)
-        # Short chunks first for a carried subspace, refined early while the products'
-        # singular vectors still move.
-        first = (BLOCK if blocked else 4) if getattr(self, "carry", False) else None
-        for begin, stop in chunks_backward(T, n, first=first):
+            # Short chunks first, refined early while the products' singular vectors still
+            # move; once the carried subspace settles a chunk's products alone, the chunks
+            # double (up to the memory of one chunk of Jacobians) until one does not.
+            chunks = _growing_chunks(T, BLOCK if blocked else 4, n, max(n, n_memory), self)
+        for begin, stop in chunks:
             self._chunk = (begin, src.factors(begin, stop))
             if blocked:
                 self._blocked(begin, self._chunk[1])
@@ -425,6 +430,19 @@ class Sweep:
             self._record(begin + left, flat, scales_flat, torch.ones_like(scales_flat))
         if left:
             self._sequential(begin, factors, left)
+
+
+def _growing_chunks(
+    T: int, first: int, n: int, longest: int, sweep: Sweep
+) -> Iterator[tuple[int, int]]:
+    """[start, stop) chunks from the end of 0..T back to 0 for a sweep with a carried
+    subspace: `first` steps, doubling to n, and on past n (up to `longest`) while the sweep
+    expects the next chunk to be settled (`Sweep.expect_settled`, read as each chunk ends)."""
+    stop, size = T, min(first, n)
+    while stop > 0:
+        yield max(0, stop - size), stop
+        stop -= size
+        size = min(longest, 2 * size) if sweep.expect_settled else min(n, 2 * size)
 
 
 def _measured_frobenius(norms: Tensor, Y: Tensor) -> Tensor:

@@ -31,7 +31,9 @@ more than half the Frobenius mass, which most products do; short ones, whose sin
 still spread, go to a second certificate, by inertia: on the smaller Gram matrix G a few
 rounds of subspace iteration give a Ritz value theta <= lambda_1, and a Cholesky factorisation
 of theta (1 + tol) I - G proves lambda_1 < theta (1 + tol) (`_by_inertia`). What none
-certifies gets the exact largest eigenvalue of G (`torch.linalg.eigvalsh`). In float32 the
+certifies gets the exact largest eigenvalue of G (`torch.linalg.eigvalsh`), and so do the
+products the first tier left when they are too few for the rounds' fixed cost to pay
+(m n^3 up to `DIRECT_WORK`: the first short chunks of a 64-unit state). In float32 the
 tolerance is `TOLERANCE_FLOAT32` (1e-4), above the Cholesky's own rounding there.
 """
 
@@ -50,6 +52,7 @@ ROUNDS = 3  # rounds of subspace iteration before the exact fallback
 FAR_GAP = 0.2  # a Ritz gap under this share of the mass outside span(U) goes to inertia
 POWER_SIZE = 32  # Gram matrices up to this size are bracketed by batched squaring
 SQUARINGS = 6  # G^64: the bracket closes to 1e-12 for lambda_2 / lambda_1 up to about 0.65
+DIRECT_WORK = 2**22  # m n^3 up to which m Gram matrices get exact eigenvalues, not inertia
 TOLERANCE = 1e-12  # relative width of the certified interval for lambda_1 = sigma_1^2
 TOLERANCE_FLOAT32 = 1e-4  # the same in float32, where n eps ||G|| is about 1e-5
 
@@ -233,6 +236,8 @@ def certified_spectral(
     flat, Yf = M.reshape(N * B, R, C), Y.reshape(N * B, r, C)
     lam, ok, far = _first_tier(Yf, frob)
     first = ok.view(N, B)
+    if int((~ok).sum()) * min(R, C) ** 3 <= DIRECT_WORK:  # too few for the rounds to pay
+        far = ~ok
     direct = torch.nonzero(far).flatten()
     if direct.numel():
         # from the carried subspace: the rounds the Ritz tiers would have done happen on G
@@ -281,6 +286,8 @@ def _by_inertia(M: Tensor, V: Tensor, tol: float, rounds: int = ROUNDS + 1) -> T
     (M, V in any dtype)."""
     G = _smaller_gram(M)  # (m, n, n), in M's dtype
     n = G.shape[-1]
+    if G.shape[0] * n**3 <= DIRECT_WORK:  # the rounds' fixed cost is more than the LAPACK calls
+        return eigvalsh_psd(G)[..., -1].clamp(min=0).to(torch.float64)
     if V.shape[-2] != n:  # the Ritz vectors live on the other side: start from G's columns
         V = torch.linalg.qr(G[..., : min(V.shape[-1], n)])[0]
     lam = torch.empty(G.shape[0], dtype=torch.float64, device=G.device)
