@@ -89,6 +89,7 @@ SCAN_WORK = 2**12  # entries of one step's Jacobians below which steps are combi
 BLOCK = 32  # steps per block in the blocked regime
 SUBSPACE = 16  # rows carried for the spectral norm's Rayleigh-Ritz (see core.spectral)
 CARRY_CHUNK = 64  # steps between refreshes of the carried subspace
+FIRST_CHUNK = 4  # steps of the first chunk with a carried subspace (they double from there)
 _LN10 = math.log(10.0)
 
 
@@ -231,7 +232,8 @@ class Sweep:
             # Short chunks first, refined early while the products' singular vectors still
             # move; once the carried subspace settles a chunk's products alone, the chunks
             # double (up to the memory of one chunk of Jacobians) until one does not.
-            chunks = _growing_chunks(T, BLOCK if blocked else 4, n, max(n, n_memory), self)
+            first = BLOCK if blocked else FIRST_CHUNK
+            chunks = _growing_chunks(T, first, n, max(n, n_memory), self)
         for begin, stop in chunks:
             self._chunk = (begin, src.factors(begin, stop))
             if blocked:
@@ -346,6 +348,8 @@ class Sweep:
             def measure(out: Tensor) -> list[float]:
                 return out.abs().amax(dim=(1, 2)).tolist()
 
+        if carried is not None:  # `out` is Q, P, Q, ... here (kept is None)
+            slots, tails = carried.unbind(0), (Q[:, self.rows :], P[:, self.rows :])
         for i in range(n - 1, -1, -1):
             out = Q if kept is None else kept[i]
             left(i, P, out)  # (B, R, S)
@@ -361,8 +365,8 @@ class Sweep:
                 scale = self._rescale(out, factor, scale)
                 p = [v / f for v, f in zip(p, factor, strict=True)]
             peaks[i], scales[i], previous = p, scale, p
-            if carried is not None:
-                carried[i] = out[:, self.rows :]
+            if carried is not None:  # copy_ between views made once: a third of a setitem
+                slots[i].copy_(tails[(n - 1 - i) % 2])
             if kept is None:
                 P, Q = out, P
             else:
