@@ -324,3 +324,21 @@ def test_settled_chunks_grow_while_they_settle() -> None:
     assert seen[:9] == [4, 8, 16, 32, 64, 128, 256, 512, 512]
     assert seen[9] == 64  # after the chunk that did not settle
     assert sum(seen) == 2000
+
+
+@pytest.mark.parametrize("ratio", [1e-8, 1e-2, 0.5])
+def test_staged_brackets_hold_the_top_eigenvalue_at_every_stage(ratio: float) -> None:
+    # lambda_2 / lambda_1 = 1e-8 closes at the first read (G^2, no product), 1e-2 after three
+    # squarings, 0.5 after six: each bracket holds the exact top eigenvalue (torch.linalg
+    # .eigvalsh, float64; 1e-15 relative for rounding) and is within the 1e-12 asked.
+    from gradtrace.core.spectral import bracket_top
+
+    gen = torch.Generator().manual_seed(11)
+    n = 12
+    Q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=DTYPE))
+    values = torch.cat([torch.tensor([2.0, 2.0 * ratio], dtype=DTYPE), torch.full((n - 2,), 1e-9)])
+    G = torch.stack([Q @ torch.diag(values * (1 + 0.1 * i)) @ Q.T for i in range(5)])
+    exact = torch.linalg.eigvalsh(G)[:, -1]
+    rho, upper = bracket_top(G, 1e-12)
+    assert bool((rho <= exact * (1 + 1e-15)).all() and (upper >= exact * (1 - 1e-15)).all())
+    assert bool((upper <= rho * (1 + 1e-12)).all())

@@ -52,6 +52,7 @@ ROUNDS = 3  # rounds of subspace iteration before the exact fallback
 FAR_GAP = 0.2  # a Ritz gap under this share of the mass outside span(U) goes to inertia
 POWER_SIZE = 32  # Gram matrices up to this size are bracketed by batched squaring
 SQUARINGS = 6  # G^64: the bracket closes to 1e-12 for lambda_2 / lambda_1 up to about 0.65
+STAGES = (1, 3, SQUARINGS)  # squarings after which `bracket_top` reads its brackets
 DIRECT_WORK = 2**22  # m n^3 up to which m Gram matrices get exact eigenvalues, not inertia
 TOLERANCE = 1e-12  # relative width of the certified interval for lambda_1 = sigma_1^2
 TOLERANCE_FLOAT32 = 1e-4  # the same in float32, where n eps ||G|| is about 1e-5
@@ -94,45 +95,83 @@ def gram_spectral(M: Tensor) -> Tensor:
         return eigvalsh_psd(gram)[..., -1].clamp(min=0).sqrt()
     G = gram.reshape(-1, n, n)
     tol = TOLERANCE if G.dtype == torch.float64 else TOLERANCE_FLOAT32
-    lam, upper = bracket_top(G)
+    lam, upper = bracket_top(G, tol)
     todo = torch.nonzero(~(upper <= lam * (1 + tol))).flatten()
     if todo.numel():
         lam[todo] = eigvalsh_psd(G[todo])[..., -1].clamp(min=0).to(torch.float64)
     return lam.view(gram.shape[:-2]).sqrt().to(M.dtype)
 
 
-def bracket_top(G: Tensor) -> tuple[Tensor, Tensor]:
+def bracket_top(G: Tensor, tol: float = 0.0) -> tuple[Tensor, Tensor]:
     """Bounds rho <= lambda_1 <= upper on the top eigenvalue of each symmetric PSD (m, n, n)
     matrix, float64, from batched products alone.
 
     Small matrices come in large stacks, for which one LAPACK call per matrix costs more than
-    the arithmetic. `SQUARINGS` squarings give G^p (p = 2^SQUARINGS, normalised to unit trace
-    as they go) and
+    the arithmetic. Squarings give G^p (p = 2^s after s of them, normalised to unit trace as
+    they go) and
 
         rho = x^T G x / x^T x  <=  lambda_1  <=  tr(G^p)^(1/p)  <=  lambda_1 n^(1/p)
 
     for x the column of G^p with the largest diagonal entry (G^p's top eigenvector dominates
     it); the upper bound falls to lambda_1 as (lambda_2 / lambda_1)^p, so the bracket is tight
-    unless the top eigenvalues crowd. Its rounding is about n eps relative. G = 0 gives 0, 0.
+    unless the top eigenvalues crowd. The brackets are read after each of `STAGES` squarings:
+    a matrix whose bracket is within `tol` of rho then stops (the long products of a sweep,
+    whose top eigenvalue stands far above the rest, after one), the others square on, to
+    `SQUARINGS` (with tol = 0, all of them). Its rounding is about n eps relative. G = 0 gives
+    0, 0.
     """
+    m = G.shape[0]
     trace = G.diagonal(dim1=-2, dim2=-1).sum(-1)  # (m,)
     zero = trace <= 0
     trace = torch.where(zero, torch.ones_like(trace), trace)
-    A = G / trace.view(-1, 1, 1)  # G = s A with tr A = 1
-    spare = torch.empty_like(A)  # squarings in place: two buffers, no fresh allocations
-    log_s = torch.log(trace.to(torch.float64))
-    for _ in range(SQUARINGS):
-        torch.bmm(A, A, out=spare)
-        A, spare = spare, A
-        t = A.diagonal(dim1=-2, dim2=-1).sum(-1).clamp_min(torch.finfo(A.dtype).tiny)
-        A.div_(t.view(-1, 1, 1))
-        log_s = 2 * log_s + torch.log(t.to(torch.float64))  # G^(2^k) = exp(log_s) A
-    upper = torch.exp(log_s / 2**SQUARINGS)  # tr(G^p)^(1/p) >= lambda_1
-    column = A.diagonal(dim1=-2, dim2=-1).argmax(-1).view(-1, 1, 1)
-    x = torch.take_along_dim(A, column, dim=-1).to(torch.float64)  # (m, n, 1)
-    rho = (x * (G.to(torch.float64) @ x)).sum((-2, -1)) / x.pow(2).sum((-2, -1))
+    rho = torch.zeros(m, dtype=torch.float64, device=G.device)
+    upper = torch.zeros_like(rho)
+    active = torch.arange(m, device=G.device)
+
+    def settle(low: Tensor, high: Tensor, last: bool) -> Tensor:
+        """Record the brackets within tol (all of them when `last`); the others' rows."""
+        tight = (high <= low * (1 + tol)) | last
+        rho[active[tight]], upper[active[tight]] = low[tight], high[tight]
+        return ~tight
+
+    stages: tuple[int, ...] = (SQUARINGS,)
+    if tol > 0:  # the first stage, G^2, needs no product: tr(G^2) = ||G||_F^2, and the
+        # column of G^2 with the largest diagonal entry is G times G's longest column (its
+        # longest row: G is symmetric, and rows are the faster reduction)
+        lengths = torch.linalg.vector_norm(G, dim=-1)  # (m, n)
+        longest = lengths.argmax(-1).view(-1, 1, 1)
+        x = (G @ torch.take_along_dim(G, longest, dim=-1)).to(torch.float64)
+        high = torch.linalg.vector_norm(lengths, dim=-1).to(torch.float64)
+        rest = settle(_rayleigh(G, x), high, False)
+        active = active[rest]
+        stages = tuple(stage for stage in STAGES if stage > 1)
+    Ga, ta = _rows(G, active), _rows(trace, active)
+    A = Ga / ta.view(-1, 1, 1)  # G = s A with tr A = 1
+    log_s = torch.log(ta.to(torch.float64))
+    done = 0
+    for stage in stages:
+        if active.numel() == 0:
+            break
+        spare = torch.empty_like(A)  # squarings in place: two buffers, no fresh allocations
+        for _ in range(stage - done):
+            torch.bmm(A, A, out=spare)
+            A, spare = spare, A
+            t = A.diagonal(dim1=-2, dim2=-1).sum(-1).clamp_min(torch.finfo(A.dtype).tiny)
+            A.div_(t.view(-1, 1, 1))
+            log_s = 2 * log_s + torch.log(t.to(torch.float64))  # G^(2^k) = exp(log_s) A
+        done = stage
+        column = A.diagonal(dim1=-2, dim2=-1).argmax(-1).view(-1, 1, 1)
+        x = torch.take_along_dim(A, column, dim=-1).to(torch.float64)  # (m, n, 1)
+        high = torch.exp(log_s / 2**stage)  # tr(G^p)^(1/p) >= lambda_1
+        rest = settle(_rayleigh(_rows(G, active), x), high, stage == stages[-1])
+        active, A, log_s = active[rest], A[rest], log_s[rest]
     nothing = torch.zeros_like(rho)
     return torch.where(zero, nothing, rho), torch.where(zero, nothing, upper)
+
+
+def _rayleigh(G: Tensor, x: Tensor) -> Tensor:
+    """x^T G x / x^T x for each (m, n, n) matrix and (m, n, 1) float64 vector, float64."""
+    return (x * (G.to(torch.float64) @ x)).sum((-2, -1)) / x.pow(2).sum((-2, -1))
 
 
 def _certify(theta: Tensor, others: Tensor, residual: Tensor, frob: Tensor, tol: float) -> Tensor:
