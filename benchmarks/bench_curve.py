@@ -16,9 +16,11 @@
    process, beside a process that only imports gradtrace, and the 0.8 GB the step Jacobians
    alone would take if materialised (target: under 600 MB).
 
-Every timing is the best of a few repeats; absolute times vary several-fold on shared machines,
-only the ratios mean anything. Small-matrix work on a few shared cores can be slowed by thread
-oversubscription, so 1-5 run twice: with torch's default thread count and with one thread.
+Every timing is the best of a few repeats, and the two sides of the ratios in 1 and 3 are
+timed in turn, round by round, so a slow spell falls on both; absolute times vary several-fold
+on shared machines, only the ratios mean anything. Small-matrix work on a few shared cores can
+be slowed by thread oversubscription, so 1-5 run twice: with torch's default thread count and
+with one thread.
 
     python benchmarks/bench_curve.py [--repeats 3] [--threads default,1]
 """
@@ -31,7 +33,7 @@ import sys
 
 import torch
 
-from common import best_time, peak_rss_mb, thread_settings
+from common import best_time, best_times, peak_rss_mb, thread_settings
 from gradtrace.analysis.curve import analyse
 from gradtrace.cells import RNNWeights, get_cell, random_weights, replay
 from gradtrace.core.engine import contribution_curve
@@ -88,8 +90,9 @@ def speed(repeats: int) -> None:
     print("[1] speed against the plain loop, maxabs (plain time / engine time, target >= 1.0)")
     for H, T in ((16, 1000), (16, 10000), (64, 1000), (256, 1000)):
         J = gaussian(T, H)
-        t_plain = best_time(lambda J=J: plain_loop(J), repeats)
-        t_engine = best_time(lambda J=J: contribution_curve(J, "maxabs"), repeats)
+        t_plain, t_engine = best_times(
+            [lambda J=J: plain_loop(J), lambda J=J: contribution_curve(J, "maxabs")], repeats
+        )
         print(f"    H={H:<4} T={T:<6} {t_plain / t_engine:6.2f}")
     H, T = 256, 1000
     J = gaussian(T, H)
@@ -103,8 +106,13 @@ def speed(repeats: int) -> None:
     print("[3] spectral / maxabs (target <= 1.5)")
     for H in (16, 64, 256):
         for name, J in (("gaussian", gaussian(1000, H)), ("tanh RNN", rnn_jacobians(H, 1000))):
-            t_s = best_time(lambda J=J: contribution_curve(J, "spectral"), repeats)
-            t_m = best_time(lambda J=J: contribution_curve(J, "maxabs"), repeats)
+            t_s, t_m = best_times(
+                [
+                    lambda J=J: contribution_curve(J, "spectral"),
+                    lambda J=J: contribution_curve(J, "maxabs"),
+                ],
+                repeats,
+            )
             print(f"    H={H:<4} {name:<9} {t_s / t_m:6.2f}")
 
 

@@ -13,8 +13,9 @@
    B = 10, T = 35), beside a process that runs the same module's forward and backward, and the
    step Jacobians a materialising trace would hold.
 
-Every timing is the best of a few repeats; absolute times vary several-fold on shared machines,
-only the ratios mean anything. 1 and 2 run with torch's default thread count and with one
+Every timing is the best of a few repeats (in 1 the three sides are timed in turn, round by
+round, so a slow spell falls on all of them); absolute times vary several-fold on shared
+machines, only the ratios mean anything. 1 and 2 run with torch's default thread count and with one
 thread.
 
     python benchmarks/bench_trace.py [--repeats 3] [--threads default,1]
@@ -31,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from common import best_time, peak_rss_mb, thread_settings
+from common import best_time, best_times, peak_rss_mb, thread_settings
 from gradtrace.tracing import trace
 
 
@@ -70,9 +71,9 @@ def language_model(repeats: int) -> None:
     def traced(estimate: str) -> object:
         return trace(model, tokens, hidden, loss_fn=nll, target=targets, estimate=estimate)
 
-    t_own = best_time(own, repeats)
-    t_exact = best_time(lambda: traced("exact"), repeats)
-    t_free = best_time(lambda: traced("matrix-free"), repeats)
+    t_own, t_exact, t_free = best_times(
+        [own, lambda: traced("exact"), lambda: traced("matrix-free")], repeats
+    )
     print(
         f"[1] word language model (V={V}, H={H}, B={B}, T={T}, train mode): trace / its own "
         f"forward+backward = {t_exact / t_own:.2f}x exact (target <= 5), "

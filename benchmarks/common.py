@@ -1,5 +1,5 @@
-"""What the benchmark scripts share: best-of timing, the thread settings they run under, and
-the peak memory of a fresh process."""
+"""What the benchmark scripts share: best-of timing (interleaved for ratios), the thread
+settings they run under, and the peak memory of a fresh process."""
 
 from __future__ import annotations
 
@@ -25,6 +25,21 @@ def best_time(fn: Callable[[], object], repeats: int) -> float:
         fn()
         times.append(time.perf_counter() - start)
     return min(times)
+
+
+def best_times(fns: list[Callable[[], object]], repeats: int) -> list[float]:
+    """Best wall time of each of `fns` over `repeats` rounds that call them in turn, after one
+    warm-up call each: a slow spell of a shared machine falls on every function of a ratio
+    alike, not on whichever ran during it."""
+    for fn in fns:
+        fn()
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(repeats):
+        for fn, spent in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            spent.append(time.perf_counter() - start)
+    return [min(spent) for spent in times]
 
 
 def thread_settings(spec: str, what: str = "") -> Iterator[int]:
