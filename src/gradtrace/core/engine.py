@@ -88,6 +88,7 @@ __all__ = [
 SCAN_WORK = 2**12  # entries of one step's Jacobians below which steps are combined in blocks
 BLOCK = 32  # steps per block in the blocked regime
 SUBSPACE = 16  # rows carried for the spectral norm's Rayleigh-Ritz (see core.spectral)
+SUBSPACE_SHARE = 8  # one carried row per this many measured rows, up to SUBSPACE
 CARRY_CHUNK = 64  # steps between refreshes of the carried subspace
 FIRST_CHUNK = 4  # steps of the first chunk with a carried subspace (they double from there)
 _LN10 = math.log(10.0)
@@ -196,7 +197,7 @@ class Sweep:
         # unless the products are small enough that exact eigenvalues cost less.
         self.carry = self.metric == "spectral" and self.rows > 4 * SUBSPACE // 2
         if self.carry:
-            r = min(SUBSPACE, self.rows // 8)
+            r = min(SUBSPACE, self.rows // SUBSPACE_SHARE)
             eye = torch.eye(self.rows, r, dtype=src.dtype, device=device)
             self.U = eye.expand(B, self.rows, r).clone()  # (B, R, r)
             self.P = torch.cat([self.P, self.U.mT @ self.P], dim=1)  # (B, R + r, S)
