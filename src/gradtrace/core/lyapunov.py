@@ -292,12 +292,17 @@ def top_exponent(jacobians: Tensor | StepSource, seed: int = 0) -> float:
     total = torch.zeros(B, dtype=torch.float64, device=source.device)
     blocked = block_size(B, S) > 1
     n = chunk_steps(source, BLOCK if blocked else 1)
+    # ||v|| after every product, written in place; their logs are summed once at the end
+    norms = torch.empty(T, B, 1, 1, dtype=source.dtype, device=source.device)
+    tiny = torch.finfo(source.dtype).tiny
+    count = 0
 
     def renormalise(v: Tensor) -> Tensor:
-        nonlocal total
-        norm = torch.linalg.vector_norm(v, dim=(1, 2), keepdim=True)
-        total = total + torch.log(norm.view(B).to(torch.float64))
-        return v / norm.clamp_min(torch.finfo(v.dtype).tiny)
+        nonlocal count
+        norm = norms[count]
+        torch.linalg.vector_norm(v, dim=(1, 2), keepdim=True, out=norm)
+        count += 1
+        return v / norm.clamp_min(tiny)
 
     for start, stop in chunks_forward(T, n):
         factors = source.factors(start, stop)
@@ -310,5 +315,6 @@ def top_exponent(jacobians: Tensor | StepSource, seed: int = 0) -> float:
                 total = total + logs[b, 0]
         for i in range(done, factors.steps):
             v = renormalise(factors.right(i, v))
+    total = total + torch.log(norms[:count].view(count, B).to(torch.float64)).sum(0)
     refuse_non_finite(total)
     return float(total.mean()) / T
