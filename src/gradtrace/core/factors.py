@@ -277,15 +277,9 @@ def chunk_steps(source: StepSource, multiple: int = 1) -> int:
     return max(multiple, n - n % multiple)
 
 
-def chunks_backward(T: int, n: int, first: int | None = None) -> list[tuple[int, int]]:
-    """[start, stop) chunks of n steps from the end of 0..T back to 0; with `first`, the
-    first chunks are `first`, 2 `first`, 4 `first`, ... steps until they reach n."""
-    chunks, stop, size = [], T, min(first or n, n)
-    while stop > 0:
-        chunks.append((max(0, stop - size), stop))
-        stop -= size
-        size = min(n, 2 * size)
-    return chunks
+def chunks_backward(T: int, n: int) -> list[tuple[int, int]]:
+    """[start, stop) chunks of n steps from the end of 0..T back to 0."""
+    return [(max(0, stop - n), stop) for stop in range(T, 0, -n)]
 
 
 def chunks_forward(T: int, n: int) -> list[tuple[int, int]]:
