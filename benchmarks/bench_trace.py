@@ -15,8 +15,8 @@
 
 Every timing is the best of a few repeats (in 1 the three sides are timed in turn, round by
 round, so a slow spell falls on all of them); absolute times vary several-fold on shared
-machines, only the ratios mean anything. 1 and 2 run with torch's default thread count and with one
-thread.
+machines, only the ratios mean anything. 1 and 2 run with torch's default thread count and
+with one thread.
 
     python benchmarks/bench_trace.py [--repeats 3] [--threads default,1]
 """

@@ -145,7 +145,7 @@ def bracket_top(G: Tensor, tol: float = 0.0) -> tuple[Tensor, Tensor]:
         rest = settle(_rayleigh(G, x), high, False)
         active = active[rest]
         stages = tuple(stage for stage in STAGES if stage > 1)
-    Ga, ta = _rows(G, active), _rows(trace, active)
+    Ga, ta = _rows(G, active), _rows(trace, active)  # the matrices still open, kept in step
     A = Ga / ta.view(-1, 1, 1)  # G = s A with tr A = 1
     log_s = torch.log(ta.to(torch.float64))
     done = 0
@@ -163,8 +163,8 @@ def bracket_top(G: Tensor, tol: float = 0.0) -> tuple[Tensor, Tensor]:
         column = A.diagonal(dim1=-2, dim2=-1).argmax(-1).view(-1, 1, 1)
         x = torch.take_along_dim(A, column, dim=-1).to(torch.float64)  # (m, n, 1)
         high = torch.exp(log_s / 2**stage)  # tr(G^p)^(1/p) >= lambda_1
-        rest = settle(_rayleigh(_rows(G, active), x), high, stage == stages[-1])
-        active, A, log_s = active[rest], A[rest], log_s[rest]
+        rest = settle(_rayleigh(Ga, x), high, stage == stages[-1])
+        active, A, Ga, log_s = active[rest], A[rest], Ga[rest], log_s[rest]
     nothing = torch.zeros_like(rho)
     return torch.where(zero, nothing, rho), torch.where(zero, nothing, upper)
 
@@ -275,7 +275,7 @@ def certified_spectral(
     flat, Yf = M.reshape(N * B, R, C), Y.reshape(N * B, r, C)
     lam, ok, far = _first_tier(Yf, frob)
     first = ok.view(N, B)
-    if int((~ok).sum()) * min(R, C) ** 3 <= DIRECT_WORK:  # too few for the rounds to pay
+    if _too_few_for_rounds(int((~ok).sum()), min(R, C)):
         far = ~ok
     direct = torch.nonzero(far).flatten()
     if direct.numel():
@@ -313,6 +313,12 @@ def _smaller_gram(M: Tensor) -> Tensor:
     return M @ M.mT if M.shape[-1] >= M.shape[-2] else M.mT @ M
 
 
+def _too_few_for_rounds(m: int, n: int) -> bool:
+    """Whether m matrices whose Gram matrices are n x n cost less solved exactly (one LAPACK
+    call each) than through the rounds' fixed cost: m n^3 up to `DIRECT_WORK`."""
+    return m * n**3 <= DIRECT_WORK
+
+
 def _by_inertia(M: Tensor, V: Tensor, tol: float, rounds: int = ROUNDS + 1) -> Tensor:
     """lambda_1 of M M^T for the matrices the Ritz tier left, certified by inertia.
 
@@ -325,7 +331,7 @@ def _by_inertia(M: Tensor, V: Tensor, tol: float, rounds: int = ROUNDS + 1) -> T
     (M, V in any dtype)."""
     G = _smaller_gram(M)  # (m, n, n), in M's dtype
     n = G.shape[-1]
-    if G.shape[0] * n**3 <= DIRECT_WORK:  # the rounds' fixed cost is more than the LAPACK calls
+    if _too_few_for_rounds(G.shape[0], n):
         return eigvalsh_psd(G)[..., -1].clamp(min=0).to(torch.float64)
     if V.shape[-2] != n:  # the Ritz vectors live on the other side: start from G's columns
         V = torch.linalg.qr(G[..., : min(V.shape[-1], n)])[0]
