@@ -87,8 +87,8 @@ __all__ = [
 
 SCAN_WORK = 2**12  # entries of one step's Jacobians below which steps are combined in blocks
 BLOCK = 32  # steps per block in the blocked regime
-SUBSPACE = 16  # rows carried for the spectral norm's Rayleigh-Ritz (see core.spectral)
-SUBSPACE_SHARE = 8  # one carried row per this many measured rows, up to SUBSPACE
+SUBSPACE = 16  # dimension of the spectral norm's Rayleigh-Ritz subspace (see core.spectral)
+SUBSPACE_SHARE = 8  # one dimension of it per this many measured rows, up to SUBSPACE
 CARRY_CHUNK = 64  # steps between refreshes of the carried subspace
 FIRST_CHUNK = 4  # steps of the first chunk with a carried subspace (they double from there)
 _LN10 = math.log(10.0)
@@ -193,22 +193,23 @@ class Sweep:
         device = src.device
         self.P = self.start.to(dtype=src.dtype, device=device).clone()  # (B, R, S)
         self.rows = self.P.shape[1]
-        # Carry Y = U^T P as extra rows for a certified spectral norm (see core.spectral),
-        # unless the products are small enough that exact eigenvalues cost less.
-        self.carry = self.metric == "spectral" and self.rows > 4 * SUBSPACE // 2
+        # The certificate of the spectral norm (see core.spectral) needs Y = U^T P for an
+        # r-dimensional subspace U of the row space, refined once per chunk. The product is
+        # carried in an orthonormal basis [U, U_perp] of that space (P := Q^T P has the same
+        # singular values and norms), so Y is its first r rows and costs nothing a step; unless
+        # the products are small enough that exact eigenvalues cost less.
+        self.carry = self.metric == "spectral" and self.rows > 4 * SUBSPACE // 2 and not self.keep
         if self.carry:
-            r = min(SUBSPACE, self.rows // SUBSPACE_SHARE)
-            eye = torch.eye(self.rows, r, dtype=src.dtype, device=device)
-            self.U = eye.expand(B, self.rows, r).clone()  # (B, R, r)
-            self.P = torch.cat([self.P, self.U.mT @ self.P], dim=1)  # (B, R + r, S)
-        # With a carried subspace the CPU sweep measures each product, carried rows included,
-        # by its Frobenius norm rather than its largest entry: one pass either way (the norm's
-        # is the faster), and the certificate needs ||P_k||_F^2 (the carried rows' share is
-        # taken off in `_record`).
+            self.r = min(SUBSPACE, self.rows // SUBSPACE_SHARE)
+            eye = torch.eye(self.rows, self.r, dtype=src.dtype, device=device)
+            self.U = eye.expand(B, self.rows, self.r)  # (B, R, r): U in the carried basis
+        # With a carried subspace the CPU sweep measures each product by its Frobenius norm
+        # rather than its largest entry: one pass either way (the norm's is the faster), and
+        # the certificate needs ||P_k||_F^2.
         self.frobenius_peaks = self.carry and self.cols is None and device.type == "cpu"
         # Once a chunk's products were all settled by the carried subspace alone, the next
         # chunk's (longer) products are expected to be too: they are then not stored, only
-        # their carried rows, and the chunk is swept again, storing them, if one is not.
+        # their first r rows, and the chunk is swept again, storing them, if one is not.
         self.expect_settled = False
         self.Q = torch.empty_like(self.P)
         self._kept: Tensor | None = None
@@ -253,8 +254,8 @@ class Sweep:
         frobenius: bool = False,
     ) -> None:
         """log c(k) for k = begin.. from products (n, B, R, S) with P_k = exp(scales) products
-        and their largest entries `peaks` (n, B), float64, or with `frobenius` the Frobenius
-        norms of the whole stored products, carried rows included."""
+        and their largest entries `peaks` (n, B), float64, or with `frobenius` their Frobenius
+        norms."""
         n = scales.shape[0]
         logs = scales + torch.log(peaks)  # (n, B): log of each P_k's largest entry
         if bool(torch.isnan(logs).any() | (logs == math.inf).any()):
@@ -266,22 +267,25 @@ class Sweep:
             self.log_c[begin : begin + n] = logs
             return
         cols = self.cols or slice(None)
-        block = products[:, :, : self.rows, cols]  # (n, B, R, C)
+        block = products[..., cols]  # (n, B, R, C)
         if not self.carry:
             values = matrix_values(block, self.metric)  # a block can be tiny: no peak reused
             self.log_c[begin : begin + n] = scales + torch.log(values)
             return
-        Y = products[:, :, self.rows :, cols]  # (n, B, r, C): U^T P_k, carried by the sweep
-        frob = _measured_frobenius(peaks, Y) if frobenius else None
-        lam, first = certified_spectral(block, Y, self.U, frob)
+        Y = block[:, :, : self.r]  # (n, B, r, C): U^T P_k, the first rows in the carried basis
+        lam, first = certified_spectral(block, Y, self.U, peaks.pow(2) if frobenius else None)
         self.log_c[begin : begin + n] = scales + 0.5 * torch.log(lam)
         self.expect_settled = bool(first.all())
         # The newest product's (the smallest k's) top subspace starts the next chunk, unless
-        # the carried one already holds all but a negligible part of it; the carried rows are
-        # recomputed from the product either way, which clears their rounding.
+        # the carried one already holds all but a negligible part of it.
         if not bool(first[0].all()):
-            self.U = top_subspace(block[0], self.U)
-        self.P[:, self.rows :] = self.U.mT @ self.P[:, : self.rows]
+            self._rotate(top_subspace(block[0], self.U))
+
+    def _rotate(self, V: Tensor) -> None:
+        """Carry the product in a basis whose first r vectors span V (B, R, r), orthonormal
+        columns in the current basis: P := W^T P for W = [V, V_perp], a complete QR of V."""
+        W = torch.linalg.qr(V, mode="complete")[0]  # (B, R, R); its first r columns span V
+        self.P = W.mT @ self.P
 
     def _buffer(self, n: int) -> Tensor:
         """Storage for the chunk's n products, reused from chunk to chunk."""
@@ -305,31 +309,31 @@ class Sweep:
         self._record(begin, kept, scales, peaks, self.frobenius_peaks)
 
     def _settled_chunk(self, begin: int, factors: Factors, n: int) -> bool:
-        """The chunk's steps keeping only each product's carried rows Y = U^T P_k; True, with
+        """The chunk's steps keeping only each product's first r rows Y = U^T P_k; True, with
         log c recorded, when the carried subspace settles every product (`core.spectral
         .settled`), else False with the sweep put back where the chunk began."""
-        P, scale, rows = self.P.clone(), self.scale.clone(), self.rows
-        Y = torch.empty(n, P.shape[0], P.shape[1] - rows, P.shape[2], dtype=P.dtype)
+        P, scale = self.P.clone(), self.scale.clone()
+        Y = torch.empty(n, P.shape[0], self.r, P.shape[2], dtype=P.dtype)
         scales, peaks = self._lazy(factors, n, None, Y)
-        lam, ok = settled(Y, _measured_frobenius(peaks, Y))
+        lam, ok = settled(Y, peaks.pow(2))
         logs = scales + 0.5 * torch.log(lam)
         if not bool(ok.all() & torch.isfinite(logs).all()):
             self.P, self.scale = P, scale
             self.Q = torch.empty_like(P)
             return False
         self.log_c[begin : begin + n] = logs
-        self.P[:, rows:] = self.U.mT @ self.P[:, :rows]  # the carried rows, their rounding cleared
         return True
 
     def _lazy(
         self, factors: Factors, n: int, kept: Tensor | None, carried: Tensor | None = None
     ) -> tuple[Tensor, Tensor]:
-        """The CPU path: each product's largest entry (its Frobenius norm, carried rows
-        included, with `frobenius_peaks`) is read as a Python number (free on the CPU) and
-        the product is rescaled only when that leaves [1 / bound, bound], so a step is one
-        product, written in place, and one reduction. A step that would overflow is
-        redone from the previous product rescaled to 1. Without `kept` only `carried`, when
-        given, receives each product's carried rows. Returns the log scales and peaks."""
+        """The CPU path: each product's largest entry (its Frobenius norm with
+        `frobenius_peaks`) is read as a Python number (free on the CPU) and the product is
+        rescaled only when that leaves [1 / bound, bound], so a step is one product, written
+        in place, and one reduction. A step that would overflow is redone
+        from the previous product rescaled to 1. Without `kept` only `carried`, when given,
+        receives each product's first r rows, Y = U^T P_k. Returns the log scales and
+        peaks."""
         B = self.P.shape[0]
         bound = 2.0 ** (200 if self.P.dtype == torch.float64 else 20)
         low = 1 / bound
@@ -350,7 +354,7 @@ class Sweep:
                 return out.abs().amax(dim=(1, 2)).tolist()
 
         if carried is not None:  # `out` is Q, P, Q, ... here (kept is None)
-            slots, tails = carried.unbind(0), (Q[:, self.rows :], P[:, self.rows :])
+            slots, tails = carried.unbind(0), (Q[:, : self.r], P[:, : self.r])
         for i in range(n - 1, -1, -1):
             out = Q if kept is None else kept[i]
             left(i, P, out)  # (B, R, S)
@@ -448,13 +452,6 @@ def _growing_chunks(
         yield max(0, stop - size), stop
         stop -= size
         size = min(longest, 2 * size) if sweep.expect_settled else min(n, 2 * size)
-
-
-def _measured_frobenius(norms: Tensor, Y: Tensor) -> Tensor:
-    """||P_k||_F^2 of the measured rows from the norms of whole stored products (n, B) and
-    their carried rows Y (n, B, r, C): the whole less the carried rows' share."""
-    carried = torch.linalg.vector_norm(Y, dim=(-2, -1)).to(torch.float64).pow(2)
-    return (norms.pow(2) - carried).clamp_min(0)
 
 
 def _refuse(J: Tensor, begin: int) -> None:

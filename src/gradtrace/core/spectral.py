@@ -3,8 +3,9 @@
 The spectral norm sigma_1(M) of the engine's products M (..., R, C) comes from Rayleigh-Ritz on
 an r-dimensional subspace U of the row space that the engine refines once per chunk of steps
 (the top left singular vectors of J_T ... J_{k+1} settle as k falls, and a subspace follows them
-far better than one vector). The engine carries Y = U^T M as r extra rows of the product, and
-measures each product by F = ||M||_F^2 as it goes, so the Ritz values theta_1 >= ... >= theta_r
+far better than one vector). The engine carries each product in an orthonormal basis of the row
+space whose first r vectors span U, so Y = U^T M is the product's first r rows, and measures each
+product by F = ||M||_F^2 as it goes; the Ritz values theta_1 >= ... >= theta_r
 (the eigenvalues of Y Y^T, r x r) cost no pass over M. Each answer carries a certificate.
 
 First, by interlacing (lambda_i >= theta_i), lambda_1 <= F - theta_2 - ... - theta_r, so
@@ -257,7 +258,7 @@ def certified_spectral(
 
     Args:
         M: The matrices (any common scale).
-        Y: U^T M for each of them, (N, B, r, C), which the engine carries as extra rows.
+        Y: U^T M for each of them, (N, B, r, C): the first r rows of the engine's products.
         U: Orthonormal columns (B, R, r), one subspace per batch row, shared by the N
             matrices.
         frob: ||M||_F^2 (N, B) when the caller has it.
