@@ -328,6 +328,37 @@ def test_settled_chunks_grow_while_they_settle() -> None:
     assert sum(seen) == 2000
 
 
+def test_kato_temple_closes_a_bracket_before_the_trace_bound() -> None:
+    # lambda_2 / lambda_1 = 0.1: after three squarings tr(G^8)^(1/8) is still 1e-9 above
+    # lambda_1 (it would need all six), but the column of G^8 is the top eigenvector to 1e-8,
+    # which Kato-Temple (a = sqrt(||G||_F^2 - rho^2) >= lambda_2) turns into a bound within
+    # 1e-16: the bracket stops after three. Reference: torch.linalg.eigvalsh, float64.
+    from gradtrace.core.spectral import bracket_top
+
+    gen = torch.Generator().manual_seed(12)
+    n = 12
+    Q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=DTYPE))
+    values = torch.cat([torch.tensor([1.0, 0.1], dtype=DTYPE), torch.full((n - 2,), 1e-3)])
+    G = (Q @ torch.diag(values) @ Q.T).unsqueeze(0)
+    squarings = 0
+    bmm = torch.bmm
+
+    def counted(*args: Any, **kwargs: Any) -> torch.Tensor:
+        nonlocal squarings
+        squarings += 1
+        return bmm(*args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch, "bmm", counted)
+        rho, upper = bracket_top(G, 1e-12)
+    exact = float(torch.linalg.eigvalsh(G)[0, -1])
+    trace_bound = float(torch.linalg.matrix_power(G[0], 8).trace() ** (1 / 8))
+    assert trace_bound > exact * (1 + 1e-10)  # the trace bound alone is not closed at G^8
+    assert squarings == 3
+    assert float(rho[0]) <= exact * (1 + 1e-15) and float(upper[0]) >= exact * (1 - 1e-15)
+    assert float(upper[0]) <= float(rho[0]) * (1 + 1e-12)
+
+
 @pytest.mark.parametrize("ratio", [1e-8, 1e-2, 0.5])
 def test_staged_brackets_hold_the_top_eigenvalue_at_every_stage(ratio: float) -> None:
     # lambda_2 / lambda_1 = 1e-8 closes at the first read (G^2, no product), 1e-2 after three

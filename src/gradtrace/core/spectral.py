@@ -115,7 +115,12 @@ def bracket_top(G: Tensor, tol: float = 0.0) -> tuple[Tensor, Tensor]:
 
     for x the column of G^p with the largest diagonal entry (G^p's top eigenvector dominates
     it); the upper bound falls to lambda_1 as (lambda_2 / lambda_1)^p, so the bracket is tight
-    unless the top eigenvalues crowd. The brackets are read after each of `STAGES` squarings:
+    unless the top eigenvalues crowd. The same x gives a second upper bound, by Kato-Temple:
+    with the residual r = ||G x - rho x|| / ||x|| and a = (||G||_F^2 - rho^2)^(1/2) >= lambda_2
+    (lambda_1^2 + lambda_2^2 <= ||G||_F^2), lambda_1 <= rho + r^2 / (rho - a) when rho > a. It
+    needs x only to about the square root of the tolerance, where the trace bound needs it to
+    the tolerance itself, so it closes about one squaring earlier; the tighter of the two is
+    taken. The brackets are read after each of `STAGES` squarings:
     a matrix whose bracket is within `tol` of rho then stops (the long products of a sweep,
     whose top eigenvalue stands far above the rest, after one), the others square on, to
     `SQUARINGS` (with tol = 0, all of them). Its rounding is about n eps relative. G = 0 gives
@@ -136,14 +141,17 @@ def bracket_top(G: Tensor, tol: float = 0.0) -> tuple[Tensor, Tensor]:
         return ~tight
 
     stages: tuple[int, ...] = (SQUARINGS,)
+    frob: Tensor | None = None  # ||G||_F^2 of the open matrices, for Kato-Temple
     if tol > 0:  # the first stage, G^2, needs no product: tr(G^2) = ||G||_F^2, and the
         # column of G^2 with the largest diagonal entry is G times G's longest column (its
         # longest row: G is symmetric, and rows are the faster reduction)
         lengths = torch.linalg.vector_norm(G, dim=-1)  # (m, n)
         longest = lengths.argmax(-1).view(-1, 1, 1)
         x = (G @ torch.take_along_dim(G, longest, dim=-1)).to(torch.float64)
-        high = torch.linalg.vector_norm(lengths, dim=-1).to(torch.float64)
-        rest = settle(_rayleigh(G, x), high, False)
+        high = torch.linalg.vector_norm(lengths, dim=-1).to(torch.float64)  # ||G||_F
+        frob = high.pow(2)
+        rest = settle(*_bounds(G, x, high, frob), False)
+        frob = frob[rest]
         active = active[rest]
         stages = tuple(stage for stage in STAGES if stage > 1)
     Ga, ta = _rows(G, active), _rows(trace, active)  # the matrices still open, kept in step
@@ -164,15 +172,28 @@ def bracket_top(G: Tensor, tol: float = 0.0) -> tuple[Tensor, Tensor]:
         column = A.diagonal(dim1=-2, dim2=-1).argmax(-1).view(-1, 1, 1)
         x = torch.take_along_dim(A, column, dim=-1).to(torch.float64)  # (m, n, 1)
         high = torch.exp(log_s / 2**stage)  # tr(G^p)^(1/p) >= lambda_1
-        rest = settle(_rayleigh(Ga, x), high, stage == stages[-1])
+        rest = settle(*_bounds(Ga, x, high, frob), stage == stages[-1])
         active, A, Ga, log_s = active[rest], A[rest], Ga[rest], log_s[rest]
+        frob = frob[rest] if frob is not None else None
     nothing = torch.zeros_like(rho)
     return torch.where(zero, nothing, rho), torch.where(zero, nothing, upper)
 
 
-def _rayleigh(G: Tensor, x: Tensor) -> Tensor:
-    """x^T G x / x^T x for each (m, n, n) matrix and (m, n, 1) float64 vector, float64."""
-    return (x * (G.to(torch.float64) @ x)).sum((-2, -1)) / x.pow(2).sum((-2, -1))
+def _bounds(G: Tensor, x: Tensor, high: Tensor, frob: Tensor | None) -> tuple[Tensor, Tensor]:
+    """rho = x^T G x / x^T x <= lambda_1 for each (m, n, n) matrix and (m, n, 1) float64
+    vector, and the smaller of the upper bound `high` and, given ||G||_F^2 (`frob`), the
+    Kato-Temple bound rho + r^2 / (rho - a) (see `bracket_top`), all float64. Its rounding is
+    allowed for: a and r^2 are raised by n eps ||G||_F^2 and (n eps ||G||_F)^2."""
+    Gx = G.to(torch.float64) @ x
+    norm2 = x.pow(2).sum((-2, -1))
+    rho = (x * Gx).sum((-2, -1)) / norm2
+    if frob is None:
+        return rho, high
+    slack = G.shape[-1] * torch.finfo(G.dtype).eps * frob
+    res2 = (Gx - rho.view(-1, 1, 1) * x).pow(2).sum((-2, -1)) / norm2 + slack * slack / frob
+    a = (frob - rho * rho).clamp_min(0).add(slack).sqrt()
+    kato_temple = torch.where(rho > a, rho + res2 / (rho - a), torch.inf)
+    return rho, torch.minimum(high, kato_temple)
 
 
 def _certify(theta: Tensor, others: Tensor, residual: Tensor, frob: Tensor, tol: float) -> Tensor:
