@@ -38,7 +38,7 @@ from gradtrace.core.engine import (
     sweep_work,
 )
 from gradtrace.core.gradient_profile import loss_gradient_profile
-from gradtrace.core.products import times_thin
+from gradtrace.core.products import into_basis_of, times_thin
 from gradtrace.errors import GradtraceError
 
 DTYPE = torch.float64
@@ -177,6 +177,28 @@ def test_thin_products_equal_matmul(M_shape: tuple[int, ...], X_shape: tuple[int
     M = torch.randn(*M_shape, generator=gen, dtype=DTYPE)
     X = torch.randn(*X_shape, generator=gen, dtype=DTYPE)
     torch.testing.assert_close(times_thin(M, X), M @ X, atol=1e-13, rtol=0)
+
+
+@pytest.mark.parametrize("case", ["random", "already-first"])
+def test_a_change_of_basis_puts_the_given_span_first(case: str) -> None:
+    # Q^T P in block-reflector form against the complete QR's Q formed explicitly
+    # (torch.linalg.qr, mode="complete"): the same rows up to sign, so the same singular
+    # values and the first r rows spanning V^T P's row space; columns of V that already are
+    # the first coordinate vectors (reflections that are the identity) leave P as it is.
+    # float64, 1e-13.
+    gen = torch.Generator().manual_seed(5)
+    B, R, C, r = 3, 40, 30, 5
+    P = torch.randn(B, R, C, generator=gen, dtype=DTYPE)
+    if case == "random":
+        V = torch.linalg.qr(torch.randn(B, R, r, generator=gen, dtype=DTYPE))[0]
+    else:
+        V = torch.eye(R, r, dtype=DTYPE).expand(B, R, r)
+    got = into_basis_of(V, P)
+    Q = torch.linalg.qr(V, mode="complete")[0]
+    torch.testing.assert_close(got.abs(), (Q.mT @ P).abs(), atol=1e-13, rtol=0)
+    torch.testing.assert_close(got[:, :r].mT @ got[:, :r], P.mT @ V @ V.mT @ P, atol=1e-13, rtol=0)
+    if case == "already-first":
+        torch.testing.assert_close(got, P, atol=0, rtol=0)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")

@@ -58,6 +58,7 @@ from gradtrace.core.factors import (
     chunk_steps,
     chunks_backward,
 )
+from gradtrace.core.products import into_basis_of
 from gradtrace.core.spectral import (
     METRICS,
     certified_spectral,
@@ -283,9 +284,8 @@ class Sweep:
 
     def _rotate(self, V: Tensor) -> None:
         """Carry the product in a basis whose first r vectors span V (B, R, r), orthonormal
-        columns in the current basis: P := W^T P for W = [V, V_perp], a complete QR of V."""
-        W = torch.linalg.qr(V, mode="complete")[0]  # (B, R, R); its first r columns span V
-        self.P = W.mT @ self.P
+        columns in the current basis: P := W^T P for an orthogonal W = [V, V_perp]."""
+        self.P = into_basis_of(V, self.P)
 
     def _buffer(self, n: int) -> Tensor:
         """Storage for the chunk's n products, reused from chunk to chunk."""
