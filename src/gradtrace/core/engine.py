@@ -278,14 +278,10 @@ class Sweep:
         self.log_c[begin : begin + n] = scales + 0.5 * torch.log(lam)
         self.expect_settled = bool(first.all())
         # The newest product's (the smallest k's) top subspace starts the next chunk, unless
-        # the carried one already holds all but a negligible part of it.
+        # the carried one already holds all but a negligible part of it: the product is then
+        # carried on in a basis whose first r vectors span that subspace.
         if not bool(first[0].all()):
-            self._rotate(top_subspace(block[0], self.U))
-
-    def _rotate(self, V: Tensor) -> None:
-        """Carry the product in a basis whose first r vectors span V (B, R, r), orthonormal
-        columns in the current basis: P := W^T P for an orthogonal W = [V, V_perp]."""
-        self.P = into_basis_of(V, self.P)
+            self.P = into_basis_of(top_subspace(block[0], self.U), self.P)
 
     def _buffer(self, n: int) -> Tensor:
         """Storage for the chunk's n products, reused from chunk to chunk."""
@@ -330,10 +326,9 @@ class Sweep:
         """The CPU path: each product's largest entry (its Frobenius norm with
         `frobenius_peaks`) is read as a Python number (free on the CPU) and the product is
         rescaled only when that leaves [1 / bound, bound], so a step is one product, written
-        in place, and one reduction. A step that would overflow is redone
-        from the previous product rescaled to 1. Without `kept` only `carried`, when given,
-        receives each product's first r rows, Y = U^T P_k. Returns the log scales and
-        peaks."""
+        in place, and one reduction. A step that would overflow is redone from the previous
+        product rescaled to 1. Without `kept` only `carried`, when given, receives each
+        product's first r rows, Y = U^T P_k. Returns the log scales and peaks."""
         B = self.P.shape[0]
         bound = 2.0 ** (200 if self.P.dtype == torch.float64 else 20)
         low = 1 / bound
