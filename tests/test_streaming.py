@@ -375,3 +375,28 @@ def test_staged_brackets_hold_the_top_eigenvalue_at_every_stage(ratio: float) ->
     rho, upper = bracket_top(G, 1e-12)
     assert bool((rho <= exact * (1 + 1e-15)).all() and (upper >= exact * (1 - 1e-15)).all())
     assert bool((upper <= rho * (1 + 1e-12)).all())
+
+
+def test_the_first_bracket_alone_holds_and_the_open_ones_get_exact_eigenvalues() -> None:
+    # squarings=False: one read before any squaring, no batched products beyond G x. Crowded
+    # tops (lambda_2 / lambda_1 = 0.9) stay open but their brackets still hold lambda_1;
+    # gram_spectral then gives every matrix its top singular value, equal to
+    # torch.linalg.svdvals to 1e-12 relative (float64), the 16 x 16 matrices through eigvalsh.
+    from gradtrace.core.spectral import LAPACK_SIZE, bracket_top, gram_spectral
+
+    gen = torch.Generator().manual_seed(13)
+    n = LAPACK_SIZE
+    Q, _ = torch.linalg.qr(torch.randn(n, n, generator=gen, dtype=DTYPE))
+    tops = ((1e-8, 1e-9), (0.9, 1e-3))  # lambda_2 and the rest: well separated, crowded
+    values = [torch.tensor([1.0, a] + [b] * (n - 2), dtype=DTYPE) for a, b in tops]
+    G = torch.stack([Q @ torch.diag(v) @ Q.T for v in values])
+    exact = torch.linalg.eigvalsh(G)[:, -1]
+    rho, upper = bracket_top(G, 1e-12, squarings=False)
+    assert bool((rho <= exact * (1 + 1e-15)).all() and (upper >= exact * (1 - 1e-15)).all())
+    closed = upper <= rho * (1 + 1e-12)
+    assert closed.tolist() == [True, False]
+    crowded = torch.linalg.matrix_power(G[1], 3)  # singular values 1, 0.73, 1e-9, ...
+    M = torch.cat([torch.randn(40, n, n, generator=gen, dtype=DTYPE) @ crowded, G])
+    sigma = gram_spectral(M)
+    reference = torch.linalg.svdvals(M)[:, 0]
+    assert float(((sigma - reference) / reference).abs().max()) < 1e-12
