@@ -17,13 +17,13 @@
    process, beside a process that only imports gradtrace, and the 0.8 GB the step Jacobians
    alone would take if materialised (target: under 600 MB).
 
-Every timing is the best of a few repeats, and the sides of the ratios in 1-4 are timed in
-turn, round by round, so a slow spell falls on all of them; absolute times vary several-fold
-on shared machines, only the ratios mean anything. Small-matrix work on a few shared cores can
-be slowed by thread oversubscription, so 1-5 run twice: with torch's default thread count and
-with one thread.
+Every timing is the best of a few repeats (5 by default), and the sides of the ratios in 1-4 are
+timed in turn, round by round, so a slow spell falls on all of them; absolute times vary
+several-fold on shared machines, only the ratios mean anything. Small-matrix work on a few
+shared cores can be slowed by thread oversubscription, so 1-5 run twice: with torch's default
+thread count and with one thread.
 
-    python benchmarks/bench_curve.py [--repeats 3] [--threads default,1]
+    python benchmarks/bench_curve.py [--repeats 5] [--threads default,1]
 """
 
 from __future__ import annotations
@@ -192,7 +192,7 @@ def memory() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", default="default,1")
     args = parser.parse_args()
     for _ in thread_settings(args.threads, ", float64"):

@@ -13,12 +13,12 @@
    B = 10, T = 35), beside a process that runs the same module's forward and backward, and the
    step Jacobians a materialising trace would hold.
 
-Every timing is the best of a few repeats (in 1 the three sides are timed in turn, round by
-round, so a slow spell falls on all of them); absolute times vary several-fold on shared
-machines, only the ratios mean anything. 1 and 2 run with torch's default thread count and
-with one thread.
+Every timing is the best of a few repeats (5 by default; in 1 the three sides are timed in turn,
+round by round, so a slow spell falls on all of them); absolute times vary several-fold on
+shared machines, only the ratios mean anything. 1 and 2 run with torch's default thread count
+and with one thread.
 
-    python benchmarks/bench_trace.py [--repeats 3] [--threads default,1]
+    python benchmarks/bench_trace.py [--repeats 5] [--threads default,1]
 """
 
 from __future__ import annotations
@@ -170,7 +170,7 @@ def memory() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", default="default,1")
     args = parser.parse_args()
     for _ in thread_settings(args.threads):
