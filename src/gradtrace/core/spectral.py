@@ -159,7 +159,11 @@ def bracket_top(G: Tensor, tol: float = 0.0, squarings: bool = True) -> tuple[Te
         x = (G @ torch.take_along_dim(G, longest, dim=-1)).to(torch.float64)
         high = torch.linalg.vector_norm(lengths, dim=-1).to(torch.float64)  # ||G||_F
         frob = high.pow(2)
-        rest = settle(*_bounds(G, x, high, frob), not squarings)
+        low, high = _bounds(G, x, high, frob)
+        if not squarings:  # the first brackets as they are (G = 0 gives 0, 0 as below)
+            nothing = torch.zeros_like(low)
+            return torch.where(zero, nothing, low), torch.where(zero, nothing, high)
+        rest = settle(low, high, False)
         frob = frob[rest]
         active = active[rest]
         stages = tuple(stage for stage in STAGES if stage > 1)
