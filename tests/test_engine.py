@@ -35,6 +35,7 @@ from gradtrace.core.engine import (
     block_size,
     contribution_curve,
     diagonal_curve,
+    suffix_sum,
     sweep_work,
 )
 from gradtrace.core.gradient_profile import loss_gradient_profile
@@ -149,6 +150,41 @@ def test_a_small_block_of_a_large_product_stays_finite(
     expected = torch.arange(T, 0, -1, dtype=DTYPE) * math.log10(0.5) + slack
     atol = 3 * T * torch.finfo(dtype).eps  # a few roundings per step
     torch.testing.assert_close(log10, expected, atol=atol, rtol=0)
+
+
+def _scaled_orthogonal(T: int, B: int, S: int, factors: Tensor) -> tuple[Tensor, Tensor]:
+    """J_t = c_t Q_t (T, B, S, S) with random orthogonal Q_t, and the products of the Q_t alone
+    (T, B, S, S): P_k = (c_{k+1} ... c_T) (Q_T ... Q_{k+1}), an orthogonal matrix times a
+    known scale."""
+    gen = torch.Generator().manual_seed(T + S)
+    Q, _ = torch.linalg.qr(torch.randn(T, B, S, S, generator=gen, dtype=DTYPE))
+    return factors.view(T, 1, 1, 1) * Q, explicit_products(Q)
+
+
+@pytest.mark.parametrize("metric", METRICS)
+@pytest.mark.parametrize("B", [1, 2])
+def test_steps_measured_in_groups_rescale_redo_and_reach_zero_as_one_at_a_time(
+    B: int, metric: str
+) -> None:
+    # S = 64: the sequential regime, whose small products are measured 8 (B = 1) or 4 (B = 2)
+    # steps at a time. Factors of 0.3 take the product across 2^-200 every ~115 steps (a
+    # group rescales its last product); single steps of 1e250 and 1e-250 overflow or
+    # underflow within a group (it is made again a step at a time; the spectral sweep's
+    # Frobenius norms of such products, whose squares leave float64, come from the product
+    # divided by its largest entry); an exactly zero step gives -inf before it. Reference:
+    # log10 of the known scale plus the metric of the orthogonal product, multiplied out
+    # plainly (float64; 1e-10 decades).
+    T, S = 400, 64
+    c = torch.full((T,), 0.3, dtype=DTYPE)
+    c[[350, 351, 200]] = torch.tensor([1e250, 1e250, 1e-250], dtype=DTYPE)
+    c[20] = 0.0  # J_21 = 0
+    J, Q = _scaled_orthogonal(T, B, S, c)
+    log10 = contribution_curve(J, metric).log10_norm  # (B, T)
+    scale = suffix_sum(torch.log10(c[21:]))  # log10 c_{k+1} ... c_T for k >= 21
+    expected = scale.unsqueeze(-1) + torch.log10(REFERENCE_METRICS[metric](Q[21:]))
+    assert bool((log10[:, :21] == -math.inf).all())
+    torch.testing.assert_close(log10[:, 21:], expected.T, atol=1e-10, rtol=0)
+    assert float(expected.max() - expected.min()) > 400  # far beyond [2^-200, 2^200]
 
 
 @pytest.mark.parametrize(("T", "B", "S"), [(70, 1, 3), (33, 2, 40)], ids=["blocks", "sequential"])

@@ -24,9 +24,10 @@ float64), accumulated additively over the steps; an exactly zero product gives -
 Two regimes, by the entries of one step's Jacobians, B S^2:
 
     sequential   (at least `SCAN_WORK`) one batched product per step into a preallocated
-                 buffer and one reduction for its largest entry; on the CPU the product is
-                 rescaled only when that entry leaves [2^-200, 2^200] ([2^-20, 2^20] in
-                 float32), so nothing else touches it
+                 buffer and one reduction for its largest entry (for small products one
+                 reduction per `GROUP` steps); on the CPU the product is rescaled only when
+                 that entry leaves [2^-200, 2^200] ([2^-20, 2^20] in float32), so nothing
+                 else touches it
     blocked      (below it) Python's per-step overhead would dominate: the steps of a chunk
                  are grouped into blocks of `BLOCK` steps whose suffix products X_m ... X_i
                  are built for all blocks at once (one batched product per position in the
@@ -44,6 +45,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -88,6 +90,8 @@ __all__ = [
 
 SCAN_WORK = 2**12  # entries of one step's Jacobians below which steps are combined in blocks
 BLOCK = 32  # steps per block in the blocked regime
+GROUP = 8  # steps whose products the CPU path measures in one call, when they are small:
+GROUP_BYTES = 2**18  # at most this many bytes of them, so that they are still in cache
 SUBSPACE = 16  # dimension of the spectral norm's Rayleigh-Ritz subspace (see core.spectral)
 SUBSPACE_SHARE = 8  # one dimension of it per this many measured rows, up to SUBSPACE
 CARRY_CHUNK = 64  # steps between refreshes of the carried subspace
@@ -212,8 +216,11 @@ class Sweep:
         # chunk's (longer) products are expected to be too: they are then not stored, only
         # their first r rows, and the chunk is swept again, storing them, if one is not.
         self.expect_settled = False
-        self.Q = torch.empty_like(self.P)
+        self.Q = torch.empty_like(self.P)  # the GPU path's second buffer
         self._kept: Tensor | None = None
+        self._ring: Tensor | None = None  # the CPU path's buffers (`_rings`)
+        self._ring_slots: tuple[tuple[Tensor, tuple[Tensor, ...]], ...] = ()
+        self._turn = 0
         self.scale = torch.zeros(B, dtype=torch.float64, device=device)
         self.log_c = torch.empty(T, B, dtype=torch.float64, device=device)
         if self.keep:
@@ -315,7 +322,6 @@ class Sweep:
         logs = scales + 0.5 * torch.log(lam)
         if not bool(ok.all() & torch.isfinite(logs).all()):
             self.P, self.scale = P, scale
-            self.Q = torch.empty_like(P)
             return False
         self.log_c[begin : begin + n] = logs
         return True
@@ -326,55 +332,122 @@ class Sweep:
         """The CPU path: each product's largest entry (its Frobenius norm with
         `frobenius_peaks`) is read as a Python number (free on the CPU) and the product is
         rescaled only when that leaves [1 / bound, bound], so a step is one product, written
-        in place, and one reduction. A step that would overflow is redone from the previous
-        product rescaled to 1. Without `kept` only `carried`, when given, receives each
+        in place, and a share of one reduction. Small products are measured `GROUP` at a time
+        (as many as fit in `GROUP_BYTES`), after all of them are made: one reduction call per
+        group instead of one per step (at H = 64 the call costs a fifth of the product).
+        Inside a group a product may drift to [1 / bound^2, bound^2] before the last one is
+        rescaled. A group that leaves that range (an overflow, a NaN, a zero) is made again a
+        step at a time; there a step that overflows, or underflows to where the product
+        loses bits to subnormal numbers, is redone from the previous product rescaled to 1,
+        and a Frobenius norm whose squares would over- or underflow is taken from the product
+        divided by its largest entry. Without `kept` only `carried`, when given, receives each
         product's first r rows, Y = U^T P_k. Returns the log scales and peaks."""
         B = self.P.shape[0]
         bound = 2.0 ** (200 if self.P.dtype == torch.float64 else 20)
-        low = 1 / bound
+        low, wide = 1 / bound, bound * bound
         left = factors.left
         scale = self.scale.tolist()  # replaced, never changed in place: rows may share it
         peaks: list[list[float]] = [[1.0] * B] * n
         scales: list[list[float]] = [scale] * n
-        previous, last = [1.0] * B, -1  # the peaks of P, and which stored product P is
-        P, Q = self.P, self.Q
+        # below this a peak may have lost bits to subnormal numbers
+        tiny = torch.finfo(self.P.dtype).tiny / torch.finfo(self.P.dtype).eps
+        P = self.P
         if self.frobenius_peaks:
 
-            def measure(out: Tensor) -> list[float]:
-                return torch.linalg.vector_norm(out, dim=(1, 2)).tolist()
+            def measure(out: Tensor) -> list[Any]:
+                return torch.linalg.vector_norm(out, dim=(-2, -1)).tolist()
+
+            def exact(out: Tensor) -> list[float]:
+                """The Frobenius norms of any finite products: vector_norm squares the
+                entries, which over- or underflows beyond about 2^(+-511) without a scaling."""
+                p = measure(out)
+                if all(0 < v < math.inf for v in p):
+                    return p
+                m = out.abs().amax(dim=(-2, -1), keepdim=True)
+                m = torch.where((m > 0) & (m < math.inf), m, torch.ones_like(m))
+                return (torch.linalg.vector_norm(out / m, dim=(-2, -1)) * m.view(-1)).tolist()
 
         else:
 
-            def measure(out: Tensor) -> list[float]:
-                return out.abs().amax(dim=(1, 2)).tolist()
+            def measure(out: Tensor) -> list[Any]:
+                return out.abs().amax(dim=(-2, -1)).tolist()
 
-        if carried is not None:  # `out` is Q, P, Q, ... here (kept is None)
-            slots, tails = carried.unbind(0), (Q[:, : self.r], P[:, : self.r])
-        for i in range(n - 1, -1, -1):
-            out = Q if kept is None else kept[i]
-            left(i, P, out)  # (B, R, S)
-            p = measure(out)
-            if not max(p) < bound:  # overflow, or NaN: redo the step from P rescaled to 1
-                scale = self._rescale(P, previous, scale)
-                if last >= 0:  # P is a stored product: its record moves with it
-                    peaks[last], scales[last] = [1.0 if f > 0 else f for f in previous], scale
-                left(i, P, out)
-                p = measure(out)
-            if min(p) <= low or max(p) >= bound:
-                factor = [v if 0 < v <= low or bound <= v < math.inf else 1.0 for v in p]
-                scale = self._rescale(out, factor, scale)
-                p = [v / f for v, f in zip(p, factor, strict=True)]
-            peaks[i], scales[i], previous = p, scale, p
-            if carried is not None:  # copy_ between views made once: a third of a setitem
-                slots[i].copy_(tails[(n - 1 - i) % 2])
-            if kept is None:
-                P, Q = out, P
+            exact = measure
+
+        previous, last = exact(P), -1  # the peaks of P, and which stored product P is
+
+        most = max(1, min(GROUP, GROUP_BYTES // max(1, P.numel() * P.element_size())))
+        rings = self._rings(most) if kept is None else ()
+        stored = kept.unbind(0) if kept is not None else ()  # views made once: cheaper
+        r = self.r if carried is not None else 0
+        i = n - 1
+        while i >= 0:
+            g = min(most, i + 1)  # steps i, i-1, .., i-g+1: block[t] and outs[first + t]
+            if kept is not None:  # hold step i-g+1+t's product
+                block, outs, first = kept[i - g + 1 : i + 1], stored, i - g + 1
             else:
-                P, last = out, i
+                ring, outs = rings[self._turn]
+                block, first = ring[:g], 0
+                self._turn ^= 1
+            start = P
+            if g > 1:
+                for k in range(g - 1, -1, -1):
+                    out = outs[first + k]
+                    left(i - g + 1 + k, P, out)  # (B, R, S)
+                    P = out
+                group = measure(block)  # (g, B)
+                if all(1 / wide <= v < wide for p in group for v in p):  # no zero, no NaN
+                    peaks[i - g + 1 : i + 1] = group
+                    scales[i - g + 1 : i + 1] = [scale] * g
+                    p = group[0]
+                    if min(p) <= low or max(p) >= bound:  # the last one is rescaled
+                        factor = [v if 0 < v <= low or bound <= v < math.inf else 1.0 for v in p]
+                        scale = self._rescale(P, factor, scale)
+                        peaks[i - g + 1] = [v / f for v, f in zip(p, factor, strict=True)]
+                        scales[i - g + 1] = scale
+                    previous = peaks[i - g + 1]
+                    if kept is not None:
+                        last = i - g + 1
+                    if carried is not None:
+                        carried[i - g + 1 : i + 1].copy_(block[:, :, :r])
+                    i -= g
+                    continue
+                P = start  # made again a step at a time
+            for k in range(g - 1, -1, -1):
+                step, out = i - g + 1 + k, outs[first + k]
+                left(step, P, out)
+                p = exact(out)
+                # an overflow, a NaN, or an underflow of a nonzero product: the step is redone
+                # from P rescaled to 1
+                if any(not v < bound or v < tiny < u for v, u in zip(p, previous, strict=True)):
+                    scale = self._rescale(P, previous, scale)
+                    if last >= 0:  # P is a stored product: its record moves with it
+                        peaks[last], scales[last] = [1.0 if f > 0 else f for f in previous], scale
+                    left(step, P, out)
+                    p = exact(out)
+                if min(p) <= low or max(p) >= bound:
+                    factor = [v if 0 < v <= low or bound <= v < math.inf else 1.0 for v in p]
+                    scale = self._rescale(out, factor, scale)
+                    p = [v / f for v, f in zip(p, factor, strict=True)]
+                peaks[step], scales[step], previous = p, scale, p
+                if carried is not None:
+                    carried[step].copy_(out[:, :r])
+                P = out
+                if kept is not None:
+                    last = step
+            i -= g
         self.P = P.clone() if kept is not None else P  # the stored buffer is reused
-        self.Q = torch.empty_like(self.P) if kept is not None else Q
         self.scale = torch.tensor(scale, dtype=torch.float64)
         return torch.tensor(scales, dtype=torch.float64), torch.tensor(peaks, dtype=torch.float64)
+
+    def _rings(self, most: int) -> tuple[tuple[Tensor, tuple[Tensor, ...]], ...]:
+        """Two buffers of `most` products each, and their slots, used in turn by `_lazy`'s
+        groups: the product a group starts from is in the other one. Made once a sweep."""
+        shape = (most, *self.P.shape)
+        if self._ring is None or self._ring.shape[1:] != shape:
+            self._ring = torch.empty(2, *shape, dtype=self.P.dtype, device=self.P.device)
+            self._ring_slots = tuple((ring, ring.unbind(0)) for ring in self._ring.unbind(0))
+        return self._ring_slots
 
     @staticmethod
     def _rescale(P: Tensor, factor: list[float], scale: list[float]) -> list[float]:
