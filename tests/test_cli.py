@@ -31,6 +31,7 @@ from gradtrace.records.codec import decode_tensor
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 ROOT = Path(__file__).resolve().parents[1]
 T, H, I = 15, 4, 3
+RADIUS_50 = ["--spectrum", "radius:50"]  # a ReLU RNN that overflows float64 in ~180 steps
 
 
 def invoke(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
@@ -343,6 +344,11 @@ BAD_INPUTS = [
     ),
     pytest.param(lambda p: ["--bogus"], "No such option: --bogus", id="unknown-option"),
     pytest.param(lambda p: ["--steps", "3", "--plot", str(p / "f.txt")], "`--plot`", id="suffix"),
+    pytest.param(
+        lambda p: ["--hidden", "8", "--steps", "400", "--activation", "relu", *RADIUS_50],
+        "states overflow to Inf/NaN at step",
+        id="forward-overflow",
+    ),
 ]
 
 

@@ -197,6 +197,16 @@ def test_bad_options_are_refused_by_name(changes: dict[str, Any], match: str) ->
         run_curve(dataclasses.replace(CurveConfig(steps=5), **changes))
 
 
+def test_a_trajectory_that_overflows_is_refused_not_read_as_vanishing() -> None:
+    # A ReLU RNN of spectral radius 50 overflows float64 after about 180 steps; past that its
+    # states are Inf/NaN and phi'(NaN) = 0 would make every product exactly zero.
+    w = random_weights("rnn", 8, 3, activation="relu", spectrum="radius:50", seed=1)
+    x = torch.randn(400, 1, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    with pytest.raises(GradtraceError, match=r"states overflow to Inf/NaN at step \d+ of 400"):
+        analyse(w, x)
+    assert bool(torch.isfinite(analyse(w, x[:100]).log10_norm).all())  # before it: measured
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
 def test_regression_cuda_without_a_gpu_is_a_gradtrace_error() -> None:
     with pytest.raises(GradtraceError, match=r"`device` 'cuda' needs a CUDA GPU"):
