@@ -473,3 +473,25 @@ def test_a_cudnn_module_in_eval_mode_traces_like_on_the_cpu() -> None:
     for a, b in zip(on_cpu.layers, on_gpu.layers, strict=True):
         torch.testing.assert_close(a.log10_norm, b.log10_norm, atol=ATOL, rtol=0)
         torch.testing.assert_close(a.loss_grad_log10, b.loss_grad_log10, atol=ATOL, rtol=0)
+
+
+def test_a_model_whose_states_overflow_is_refused_not_read_as_vanishing() -> None:
+    # A ReLU nn.RNN (and the same as a cell loop through trace_step) with recurrent weights
+    # scaled 20x overflows float64 within 400 steps; its own forward returns Inf/NaN. Past
+    # that point phi'(NaN) = 0 would make every product zero: gradtrace says where it broke.
+    from gradtrace.tracing import trace_step
+
+    torch.manual_seed(0)
+    rnn = nn.RNN(3, 8, nonlinearity="relu").double()
+    cell = nn.RNNCell(3, 8, nonlinearity="relu").double()
+    with torch.no_grad():
+        rnn.weight_hh_l0.mul_(20)
+        cell.weight_hh.mul_(20)
+    x = torch.randn(400, 2, 3, dtype=torch.float64)
+    assert not bool(torch.isfinite(rnn(x)[0]).all())
+    match = r"states overflow to Inf/NaN at step \d+ of 400"
+    with pytest.raises(GradtraceError, match=match):
+        trace(rnn, x)
+    with pytest.raises(GradtraceError, match=match):
+        trace_step(cell, x, torch.zeros(2, 8, dtype=torch.float64))
+    assert trace(rnn, x[:30]).layers[0].log10_norm.isfinite().all()  # before it: measured

@@ -60,9 +60,28 @@ class Steps:
 
     @classmethod
     def of(cls, run: Replay) -> Steps:
-        """The steps of a cell's replay, streamed from its states."""
+        """The steps of a cell's replay, streamed from its states (a trajectory's are
+        checked by `check_trajectory`; a checkpoint's were checked as they came in)."""
         mode = "trajectory" if run.final is not None else "checkpoint"
+        if mode == "trajectory":
+            check_trajectory(run.states)
         return cls(run, run.weights, run.cell.name, mode, run.cell_path())
+
+
+def check_trajectory(states: Tensor) -> None:
+    """Refuse a trajectory s_0..s_T (T + 1, B, S) whose states overflowed: from there its
+    Jacobians are NaN or zero (phi'(NaN) = 0), which would read as a vanishing gradient where
+    the recurrence explodes."""
+    bad = ~torch.isfinite(states).flatten(1).all(dim=1)  # (T + 1,)
+    if bool(bad.any()):
+        t = int(torch.nonzero(bad).min())
+        check(
+            False,
+            f"the recurrence's states overflow to Inf/NaN at step {t} of {states.shape[0] - 1}"
+            " (its forward pass explodes), so no gradient through time is defined there; "
+            "expected states that stay finite: fewer steps, or recurrent weights of a smaller "
+            "spectral radius",
+        )
 
 
 def check_lyapunov_option(lyapunov: LyapunovOption) -> None:

@@ -23,7 +23,13 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gradtrace.analysis.flow import LyapunovOption, Steps, assemble, check_lyapunov_option
+from gradtrace.analysis.flow import (
+    LyapunovOption,
+    Steps,
+    assemble,
+    check_lyapunov_option,
+    check_trajectory,
+)
 from gradtrace.core.engine import check_metric
 from gradtrace.core.factors import DenseFactors, StatesShape
 from gradtrace.core.fixed_points import batched_jacobian
@@ -201,6 +207,7 @@ def trace_step(
     profile = None
     if loss_fn is not None:
         profile = _loss_profile(loss_fn, target, layout, states, measured)
+    check_trajectory(torch.stack([s.detach() for s in states]))
     starts = torch.stack([s.detach() for s in states[:-1]])  # (T, B, S)
     source = StepFunctionSource(step, layout, x.detach(), starts)
     return assemble(
