@@ -345,6 +345,7 @@ class Sweep:
         B = self.P.shape[0]
         bound = 2.0 ** (200 if self.P.dtype == torch.float64 else 20)
         low, wide = 1 / bound, bound * bound
+        narrow = 1 / wide
         left = factors.left
         scale = self.scale.tolist()  # replaced, never changed in place: rows may share it
         peaks: list[list[float]] = [[1.0] * B] * n
@@ -396,7 +397,7 @@ class Sweep:
                     left(i - g + 1 + k, P, out)  # (B, R, S)
                     P = out
                 group = measure(block)  # (g, B)
-                if all(1 / wide <= v < wide for p in group for v in p):  # no zero, no NaN
+                if all(narrow <= v < wide for p in group for v in p):  # no zero, no NaN
                     peaks[i - g + 1 : i + 1] = group
                     scales[i - g + 1 : i + 1] = [scale] * g
                     p = group[0]
