@@ -369,6 +369,19 @@ def test_loss_gradient_profile_equals_explicit_transposed_products(
     )
 
 
+def test_a_loss_gradient_of_1e_minus_200_is_measured_at_every_step() -> None:
+    # dL/ds_T of 1e-200 (its squares underflow float64) through 40 steps: every log10 norm
+    # is finite, the last the given gradient's own (closed form), the others the explicit
+    # transposed products' scaled by 1e200 first (1e-10 decades).
+    J = gaussian_jacobians(40, None, 64, seed=9)
+    g_T = torch.full((64,), 1e-200, dtype=DTYPE)
+    profile = loss_gradient_profile(J, g_T)
+    g = torch.einsum("kij,i->kj", explicit_products(J), g_T * 1e200)  # (T, S)
+    expected = torch.log10(torch.linalg.vector_norm(g, dim=-1)) - 200
+    assert float(profile.log10_norm[-1]) == pytest.approx(-200 + 0.5 * math.log10(64), abs=1e-12)
+    torch.testing.assert_close(profile.log10_norm[:-1], expected, atol=1e-10, rtol=0)
+
+
 # ---------------------------------------------------------------- 4. 100,000 steps
 
 LONG_T, LONG_S, ROTATIONS = 100_000, 4, 16

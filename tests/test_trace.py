@@ -495,3 +495,38 @@ def test_a_model_whose_states_overflow_is_refused_not_read_as_vanishing() -> Non
     with pytest.raises(GradtraceError, match=match):
         trace_step(cell, x, torch.zeros(2, 8, dtype=torch.float64))
     assert trace(rnn, x[:30]).layers[0].log10_norm.isfinite().all()  # before it: measured
+
+
+def test_a_float64_loss_gradient_below_1e_154_is_measured_not_read_as_zero() -> None:
+    # A tanh nn.RNN with recurrent weights of norm 0.2 over 300 steps: dL/dh_0 is about
+    # 1e-200, whose squares underflow float64, so a plain vector norm reads it as exactly zero.
+    # Reference: the autograd gradients of L with respect to h_0 (the initial state) and
+    # h_T, their norms taken after scaling by the largest entry (1e-10 decades).
+    from gradtrace.tracing import trace_step
+
+    torch.manual_seed(0)
+    rnn = nn.RNN(3, 8).double()
+    cell = nn.RNNCell(3, 8).double()
+    with torch.no_grad():
+        for W in (rnn.weight_hh_l0, cell.weight_hh):
+            W.mul_(0.2 / torch.linalg.matrix_norm(W, ord=2))
+    x = torch.randn(300, 2, 3, dtype=torch.float64)
+
+    def log10_norm(g: Tensor) -> Tensor:
+        peak = g.abs().amax(dim=-1)
+        return torch.log10(peak) + torch.log10(torch.linalg.vector_norm(g / peak[:, None], dim=-1))
+
+    h0 = torch.zeros(1, 2, 8, dtype=torch.float64, requires_grad=True)
+    out, _ = rnn(x, h0)
+    (g0,) = torch.autograd.grad(out[-1].sum(), h0)
+    result = trace(rnn, x, h0.detach(), loss_fn=lambda o: o[0][-1].sum())
+    profile = result.layers[0].loss_grad_log10
+    assert profile is not None
+    assert float(log10_norm(g0[0]).max()) < -160  # the test means something
+    torch.testing.assert_close(profile[:, 0], log10_norm(g0[0]), atol=1e-10, rtol=0)
+
+    s0 = torch.zeros(2, 8, dtype=torch.float64)
+    stepped = trace_step(cell, x, s0, loss_fn=lambda states: states[-1].sum())
+    assert stepped.loss_grad_log10 is not None
+    assert bool(torch.isfinite(stepped.loss_grad_log10).all())
+    assert float(stepped.loss_grad_log10[:, 0].max()) < -160

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gradtrace.core.engine import Sweep
+from gradtrace.core.engine import Sweep, matrix_metric
 from gradtrace.core.factors import StepSource, as_source
 from gradtrace.errors import check
 
@@ -64,7 +64,7 @@ def loss_gradient_profile(
     check(bad == 0, f"`grad_last` must be finite, got {bad} NaN/Inf entries")  # only S numbers
     g = grad_last.reshape(B, 1, S).to(dtype=source.dtype, device=source.device)
     sweep = Sweep(source, g, "frobenius", keep=return_vectors).run()
-    last = torch.log(torch.linalg.vector_norm(g.to(torch.float64), dim=(1, 2)))  # (B,)
+    last = torch.log(matrix_metric(g, "frobenius"))  # (B,), any magnitude
     log_e = torch.cat([sweep.log_c, last.unsqueeze(0)])  # (T+1, B): natural log
     log10 = (log_e / _LN10).T  # (B, T+1)
     vectors = None

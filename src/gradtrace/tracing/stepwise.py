@@ -30,7 +30,7 @@ from gradtrace.analysis.flow import (
     check_lyapunov_option,
     check_trajectory,
 )
-from gradtrace.core.engine import check_metric
+from gradtrace.core.engine import check_metric, matrix_metric
 from gradtrace.core.factors import DenseFactors, StatesShape
 from gradtrace.core.fixed_points import batched_jacobian
 from gradtrace.errors import GradtraceError, check
@@ -141,8 +141,8 @@ def _loss_profile(
     stacked = torch.stack(states[1:])  # (T, B, S)
     loss = call_loss(loss_fn, layout.split(stacked), target)
     grads = torch.autograd.grad(loss, states, allow_unused=True, materialize_grads=True)
-    g = torch.stack(grads)[..., block or slice(None)].to(torch.float64)  # (T + 1, B, S')
-    return torch.log10(torch.linalg.vector_norm(g, dim=-1)).T.detach()
+    g = torch.stack(grads)[..., block or slice(None)].detach()  # (T + 1, B, S')
+    return torch.log10(matrix_metric(g.unsqueeze(-2), "frobenius")).T  # any magnitude
 
 
 def trace_step(
