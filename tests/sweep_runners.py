@@ -51,3 +51,11 @@ def arithmetic(config: dict[str, Any]) -> dict[str, Any]:
             "test_loss": [loss * (config["steps"] - i) for i in range(3)],
         },
     }
+
+
+def first_failure_last(config: dict[str, Any]) -> dict[str, Any]:
+    """`arithmetic`, with the run hidden_size 13, lr < 1 held back half a second: with two
+    workers it fails after the spec's later failing run."""
+    if config["hidden_size"] == 13 and config["lr"] < 1:
+        time.sleep(0.5)
+    return arithmetic(config)

@@ -185,6 +185,28 @@ def test_each_run_is_stored_with_its_status_and_a_failure_does_not_stop_the_swee
     assert (again.skipped, again.failed) == (2, 2)  # the failed runs are tried again
 
 
+def test_the_failures_shown_are_in_the_spec_order_whichever_worker_ends_first(
+    tmp_path: Path,
+) -> None:
+    # Regression: they were in the order the runs ended, so with two workers the summary (and
+    # the test above) depended on which failing run finished first.
+    base = BASE.replace("hidden_size = 8\n", "")
+    text = f'name = "order"\n[base]\n{base}model = "tanh"\nlength = 10\n'
+    text += "[grid]\nhidden_size = [8, 13]\nlr = [0.001, 2.0]\n"
+    spec = load_spec(write_spec(tmp_path, text))
+    summary = run_sweep(
+        spec,
+        tmp_path / "order.sqlite",
+        workers=2,
+        runner=sweep_runners.first_failure_last,
+        progress=False,
+    )
+    assert [label for label, _ in summary.failures] == [
+        "hidden_size=13, lr=0.001",
+        "hidden_size=13, lr=2.0",
+    ]
+
+
 def test_a_killed_sweep_resumes_with_each_run_once_and_finished_rows_untouched(
     tmp_path: Path, workers_find_the_runners: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:

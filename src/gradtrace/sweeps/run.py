@@ -42,7 +42,8 @@ class SweepSummary:
         diverged: Runs whose loss or gradient stopped being finite this time.
         failed: Runs whose runner raised this time (stored with the message, redone next time).
         seconds: Wall-clock time of the sweep.
-        failures: (run's axis values, message) of the first failed runs.
+        failures: (run's axis values, message) of the first `SHOWN_FAILURES` failed runs, in
+            the spec's order.
     """
 
     name: str
@@ -112,14 +113,16 @@ def run_sweep(
         done = db.finished_keys()
         jobs: Jobs = [(i, c) for i, c in enumerate(spec.configs) if spec.keys[i] not in done]
         counts = {"finished": 0, "diverged": 0, "failed": 0}
-        failures: list[tuple[str, str]] = []
+        failed: list[tuple[int, str]] = []  # (run index, message), in the order they end
         with progress_bar(len(jobs), f"sweep {spec.name}", progress) as advance:
             for i, outcome in _outcomes(jobs, runner, workers, dask):
                 status, error = _store(db, spec, i, outcome)
                 counts[status] += 1
-                if error is not None and len(failures) < SHOWN_FAILURES:
-                    failures.append((spec.labels[i], error))
+                if error is not None:
+                    failed.append((i, error))
                 advance()
+        # in the spec's order, whichever worker finished first
+        failures = [(spec.labels[i], error) for i, error in sorted(failed)[:SHOWN_FAILURES]]
         return SweepSummary(
             name=spec.name,
             store=str(db.path),
