@@ -344,7 +344,7 @@ class Sweep:
         product's first r rows, Y = U^T P_k. Returns the log scales and peaks."""
         B = self.P.shape[0]
         bound = 2.0 ** (200 if self.P.dtype == torch.float64 else 20)
-        low, wide = 1 / bound, bound * bound
+        wide = bound * bound
         narrow = 1 / wide
         left = factors.left
         scale = self.scale.tolist()  # replaced, never changed in place: rows may share it
@@ -360,13 +360,12 @@ class Sweep:
 
             def exact(out: Tensor) -> list[float]:
                 """The Frobenius norms of any finite products: vector_norm squares the
-                entries, which over- or underflows beyond about 2^(+-511) without a scaling."""
+                entries, which over- or underflows beyond about 2^(+-511), so those are taken
+                by `matrix_metric`, which divides by the largest entry first."""
                 p = measure(out)
                 if all(0 < v < math.inf for v in p):
                     return p
-                m = out.abs().amax(dim=(-2, -1), keepdim=True)
-                m = torch.where((m > 0) & (m < math.inf), m, torch.ones_like(m))
-                return (torch.linalg.vector_norm(out / m, dim=(-2, -1)) * m.view(-1)).tolist()
+                return matrix_metric(out, "frobenius").tolist()
 
         else:
 
@@ -400,12 +399,9 @@ class Sweep:
                 if all(narrow <= v < wide for p in group for v in p):  # no zero, no NaN
                     peaks[i - g + 1 : i + 1] = group
                     scales[i - g + 1 : i + 1] = [scale] * g
-                    p = group[0]
-                    if min(p) <= low or max(p) >= bound:  # the last one is rescaled
-                        factor = [v if 0 < v <= low or bound <= v < math.inf else 1.0 for v in p]
-                        scale = self._rescale(P, factor, scale)
-                        peaks[i - g + 1] = [v / f for v, f in zip(p, factor, strict=True)]
-                        scales[i - g + 1] = scale
+                    # the last one is brought back into [1 / bound, bound]
+                    peaks[i - g + 1], scale = self._in_range(P, group[0], scale, bound)
+                    scales[i - g + 1] = scale
                     previous = peaks[i - g + 1]
                     if kept is not None:
                         last = i - g + 1
@@ -426,10 +422,7 @@ class Sweep:
                         peaks[last], scales[last] = [1.0 if f > 0 else f for f in previous], scale
                     left(step, P, out)
                     p = exact(out)
-                if min(p) <= low or max(p) >= bound:
-                    factor = [v if 0 < v <= low or bound <= v < math.inf else 1.0 for v in p]
-                    scale = self._rescale(out, factor, scale)
-                    p = [v / f for v, f in zip(p, factor, strict=True)]
+                p, scale = self._in_range(out, p, scale, bound)
                 peaks[step], scales[step], previous = p, scale, p
                 if carried is not None:
                     carried[step].copy_(out[:, :r])
@@ -449,6 +442,18 @@ class Sweep:
             self._ring = torch.empty(2, *shape, dtype=self.P.dtype, device=self.P.device)
             self._ring_slots = tuple((ring, ring.unbind(0)) for ring in self._ring.unbind(0))
         return self._ring_slots
+
+    @classmethod
+    def _in_range(
+        cls, out: Tensor, p: list[float], scale: list[float], bound: float
+    ) -> tuple[list[float], list[float]]:
+        """The rows of `out` whose peaks p lie outside [1 / bound, bound] (zero and
+        non-finite ones aside) divided by them in place; the peaks and scales after that."""
+        if 1 / bound < min(p) and max(p) < bound:
+            return p, scale
+        factor = [v if 0 < v <= 1 / bound or bound <= v < math.inf else 1.0 for v in p]
+        scale = cls._rescale(out, factor, scale)
+        return [v / f for v, f in zip(p, factor, strict=True)], scale
 
     @staticmethod
     def _rescale(P: Tensor, factor: list[float], scale: list[float]) -> list[float]:

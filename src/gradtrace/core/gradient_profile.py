@@ -64,7 +64,7 @@ def loss_gradient_profile(
     check(bad == 0, f"`grad_last` must be finite, got {bad} NaN/Inf entries")  # only S numbers
     g = grad_last.reshape(B, 1, S).to(dtype=source.dtype, device=source.device)
     sweep = Sweep(source, g, "frobenius", keep=return_vectors).run()
-    last = torch.log(matrix_metric(g, "frobenius"))  # (B,), any magnitude
+    last = torch.log(matrix_metric(g.to(torch.float64), "frobenius"))  # (B,), any magnitude
     log_e = torch.cat([sweep.log_c, last.unsqueeze(0)])  # (T+1, B): natural log
     log10 = (log_e / _LN10).T  # (B, T+1)
     vectors = None

@@ -159,7 +159,7 @@ def _loss_profile(grad: Tensor | None, proj_size: int) -> Tensor | None:
     """log10 ||dL/dh_k|| for k = 0..T from dL/ds_k (T + 1, B, S), shape (B, T + 1)."""
     if grad is None:
         return None
-    h_part = grad[..., :proj_size].unsqueeze(-2)  # (T + 1, B, 1, P)
+    h_part = grad[..., :proj_size].to(torch.float64).unsqueeze(-2)  # (T + 1, B, 1, P)
     # matrix_metric scales by the largest entry first: vector_norm's squares would underflow
     # for a vanishing float64 gradient below about 1e-154 and read it as exactly zero
     return torch.log10(matrix_metric(h_part, "frobenius")).T  # (B, T + 1)

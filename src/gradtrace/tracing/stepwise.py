@@ -141,7 +141,7 @@ def _loss_profile(
     stacked = torch.stack(states[1:])  # (T, B, S)
     loss = call_loss(loss_fn, layout.split(stacked), target)
     grads = torch.autograd.grad(loss, states, allow_unused=True, materialize_grads=True)
-    g = torch.stack(grads)[..., block or slice(None)].detach()  # (T + 1, B, S')
+    g = torch.stack(grads)[..., block or slice(None)].detach().to(torch.float64)  # (T + 1, B, S')
     return torch.log10(matrix_metric(g.unsqueeze(-2), "frobenius")).T  # any magnitude
 
 
@@ -207,8 +207,9 @@ def trace_step(
     profile = None
     if loss_fn is not None:
         profile = _loss_profile(loss_fn, target, layout, states, measured)
-    check_trajectory(torch.stack([s.detach() for s in states]))
-    starts = torch.stack([s.detach() for s in states[:-1]])  # (T, B, S)
+    trajectory = torch.stack([s.detach() for s in states])  # (T + 1, B, S)
+    check_trajectory(trajectory)
+    starts = trajectory[:-1]  # (T, B, S): the state each step starts from
     source = StepFunctionSource(step, layout, x.detach(), starts)
     return assemble(
         Steps(source, None, "step", "trajectory", block=measured),
