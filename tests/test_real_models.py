@@ -324,6 +324,38 @@ def test_the_model_is_left_exactly_as_it_was(mode: str) -> None:
         _assert_same(before, _model_state(model))
 
 
+class Stateful(nn.Module):
+    """Keeps its hidden state between calls, as stateful language-model tutorials do; counts
+    its calls, adds to a tensor in place and leaves a new attribute on a submodule."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(6)
+        self.lstm = nn.LSTM(4, 5, dtype=DTYPE)
+        self.hidden = (torch.zeros(1, B, 5, dtype=DTYPE), torch.zeros(1, B, 5, dtype=DTYPE))
+        self.calls = 0
+        self.total = torch.zeros(1, dtype=DTYPE)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out, self.hidden = self.lstm(x, self.hidden)
+        self.calls += 1
+        self.total += out.detach().sum()
+        self.lstm.last_output = out
+        return out
+
+
+def test_a_stateful_model_keeps_its_own_state_and_trains_on_after_a_trace() -> None:
+    model, x = Stateful(), torch.randn(T, B, 4, dtype=DTYPE)
+    hidden, total = model.hidden, model.total
+    trace(model, x, loss_fn=lambda y: y.pow(2).mean(), mode="train")
+    assert model.hidden is hidden and not hidden[0].requires_grad  # not the trace's state
+    assert torch.equal(hidden[0], torch.zeros(1, B, 5, dtype=DTYPE))
+    assert model.calls == 0 and model.total is total and float(total) == 0.0
+    assert not hasattr(model.lstm, "last_output")
+    model(x).pow(2).mean().backward()  # the user's next step: no graph of ours behind it
+    assert all(p.grad is not None for p in model.lstm.parameters())
+
+
 # ---------------------------------------------------------------- loops over cells
 
 

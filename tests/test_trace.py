@@ -408,7 +408,7 @@ REFUSALS: dict[str, tuple[Callable[[], object], str]] = {
     ),
     "feature-size-mismatch": (
         lambda: trace(make("lstm"), torch.randn(T, B, IN + 2, dtype=DTYPE)),
-        "with 5 features, but it expects input_size = 3",
+        "must have input_size = 3 features, got 5",
     ),
     "non-finite-input": (lambda: trace(make("gru"), _nan_input()), "must be finite, got 1 NaN"),
     "packed-sequence": (lambda: trace(Packed(), sequence()), "PackedSequence"),
@@ -425,6 +425,16 @@ REFUSALS: dict[str, tuple[Callable[[], object], str]] = {
     "scalar-loss": (
         lambda: trace(make("rnn-tanh"), sequence(), loss_fn=lambda out: out[0]),
         "`loss_fn` must return a scalar tensor",
+    ),
+    "target-without-loss": (
+        lambda: trace(make("rnn-tanh"), sequence(), target=torch.zeros(T, B, H)),
+        r"`target` needs a `loss_fn` to be the target of, got a target \(a \(5, 2, 3\) "
+        r"tensor\) and no loss_fn",
+    ),
+    "submodule-of-a-bare-module": (
+        lambda: trace(make("lstm"), sequence(), module="encoder"),
+        "`module` names a submodule, got 'encoder', but the model is itself the one recurrent "
+        "module \\(LSTM\\); leave `module` out",
     ),
 }
 

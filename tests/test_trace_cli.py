@@ -11,6 +11,7 @@ for bit with the library on the CPU pass `--device cpu`, since the default is no
 from __future__ import annotations
 
 import json
+import sys
 import textwrap
 import warnings
 from pathlib import Path
@@ -70,6 +71,18 @@ FACTORY = """
     def linear():
         return nn.Linear(3, 1)
 
+    class Named(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.gru = nn.GRU(3, 4, dtype=torch.float64)
+
+        def forward(self, x):
+            out, h = self.gru(x)
+            return {"out": out, "h": h}
+
+    def named():
+        return Named()
+
     answer = 42
 """
 
@@ -100,6 +113,22 @@ def test_factory_model_with_random_input_prints_json_equal_to_the_library(
         torch.testing.assert_close(got.lyapunov.exponents, want.lyapunov.exponents)
 
 
+def test_random_input_takes_the_layout_the_models_batch_first_modules_declare(
+    factory: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the factory's GRU is batch_first: `--shape T,B,I` must still mean T = 6 steps of B = 2
+    args = ["trace", "--model", factory, "--shape", "6,2,3", "--json", "--device", "cpu"]
+    runs = {}
+    for flag in ("", "--batch-first", "--time-first"):
+        code, out = invoke(args + ([flag] if flag else []), capsys)
+        assert code == 0, out
+        runs[flag] = TraceResult.from_dict(json.loads(out))
+    assert runs[""].layers[0].log10_norm.shape == (2, 6)  # (B, T)
+    for got, want in zip(runs[""].layers, runs["--batch-first"].layers, strict=True):
+        torch.testing.assert_close(got.log10_norm, want.log10_norm, atol=0, rtol=0)
+    assert runs["--time-first"].layers[0].log10_norm.shape == (6, 2)  # as asked: B = 6, T = 2
+
+
 def test_sensitivity_mode_equals_autograd_and_draws_a_figure(
     factory: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -118,6 +147,24 @@ def test_sensitivity_mode_equals_autograd_and_draws_a_figure(
     expected = torch.log10(grad.norm(dim=-1))  # (B, T)
     torch.testing.assert_close(profile.log10_norm, expected, atol=1e-12, rtol=0)
     assert figure.read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_saved_module_whose_class_is_in_a_local_file_loads_from_that_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # torch.save pickles the class by module name: `python -c "torch.load(...)"` run from the
+    # folder finds ./localcls_models.py, and so must `gradtrace trace --model model.pt`.
+    (tmp_path / "localcls_models.py").write_text(textwrap.dedent(FACTORY))
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path])
+    import localcls_models  # type: ignore[import-not-found]
+
+    torch.save(localcls_models.build(), tmp_path / "model.pt")
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p != str(tmp_path)])
+    monkeypatch.delitem(sys.modules, "localcls_models")
+    monkeypatch.chdir(tmp_path)
+    code, out = invoke(["trace", "--model", "model.pt", "--shape", "5,2,3", "--json"], capsys)
+    assert code == 0, out
+    assert len(TraceResult.from_dict(json.loads(out)).layers) == 4
 
 
 def test_saved_module_with_npy_input_prints_a_summary_and_a_figure(
@@ -213,9 +260,15 @@ REFUSALS: dict[str, tuple[list[str], str | tuple[str, ...]]] = {
     ),
     "feature-size-mismatch": (
         ["--model", "tracecli_models:build", "--shape", "4,1,5", "--batch-first"],
-        "with 5 features, but it expects input_size = 3",
+        "must have input_size = 3 features, got 5",
     ),
     "bad-shape": (["--model", "tracecli_models:build", "--shape", "4,1"], "three positive"),
+    "named-loss-of-a-dict": (
+        ["--model", "tracecli_models:named", "--shape", "4,1,3", "--loss", "sum"],
+        "`--loss` 'sum' measures the output's first tensor, but the model returned a dict with "
+        "keys 'out', 'h'; give a loss function of the whole output instead (on the command "
+        "line, `--loss package.module:function`)",
+    ),
     "both-inputs": (
         ["--model", "tracecli_models:build", "--shape", "4,1,3", "--input", "x.npy"],
         "give `--input FILE` (once per argument) or `--shape T,B,I`, got both",

@@ -15,8 +15,8 @@ if TYPE_CHECKING:
     from torch import nn
 
 MODEL_HELP = (
-    "A TorchScript file (a bare nn.RNN/LSTM/GRU), a torch.save'd module (loaded with "
-    "torch.load(weights_only=False), which runs code from the file: load only files you "
+    "A TorchScript file (a bare nn.RNN/LSTM/GRU), a torch.save'd module (loaded by "
+    "torch.load with weights_only=False, which runs code from the file: load only files you "
     "trust), or package.module:factory, a callable that returns the model."
 )
 FLAGS = {
@@ -48,6 +48,17 @@ def _random_input(shape: str, batch_first: bool, like: torch.Tensor, seed: int) 
     gen = torch.Generator().manual_seed(check_seed(seed))
     x = torch.randn(T, B, I, generator=gen, dtype=like.dtype)
     return (x.transpose(0, 1) if batch_first else x).to(like.device)
+
+
+def _batch_first(net: nn.Module) -> bool:
+    """Whether the model's recurrent modules all take (B, T, ...) input (batch_first=True):
+    then `--shape T,B,I` is laid out as they read it, and B is the first axis."""
+    from torch import nn
+
+    from gradtrace.tracing.modules import find_recurrent
+
+    flags = {bool(m.batch_first) for _, m in find_recurrent(net) if isinstance(m, nn.RNNBase)}
+    return flags == {True}
 
 
 def _parse_lyapunov(value: str | None) -> int | str | None:
@@ -118,7 +129,10 @@ def trace_command(
     ] = None,
     shape: Annotated[
         str | None,
-        typer.Option(help="Random standard-normal input T,B,I instead of --input."),
+        typer.Option(
+            help="Random standard-normal input of T steps, B sequences and I features "
+            "instead of --input, laid out (T, B, I) or, batch first, (B, T, I)."
+        ),
     ] = None,
     init_hidden: Annotated[
         bool,
@@ -128,9 +142,14 @@ def trace_command(
         ),
     ] = False,
     batch_first: Annotated[
-        bool,
-        typer.Option("--batch-first", help="The input is (B, T, ...) rather than (T, B, ...)."),
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--batch-first/--time-first",
+            help="The input is (B, T, ...) or (T, B, ...); by default as the model's "
+            "nn.RNN/LSTM/GRU declare it (batch_first=True in all of them: B, T), else T, B.",
+            show_default=False,
+        ),
+    ] = None,
     loss: Annotated[
         str | None,
         typer.Option(
@@ -211,6 +230,7 @@ def trace_command(
     loss_fn = _loss(loss)
     check(target is None or loss_fn is not None, "`--target` needs a `--loss` to be the target of")
     net = load_model(model).to(choose_device(device))
+    batch_first = _batch_first(net) if batch_first is None else batch_first
     first = next((p for p in net.parameters() if p.is_floating_point()), None)
     like = (first if first is not None else torch.empty(0)).detach()
     if files:

@@ -4,7 +4,8 @@ package.module:factory   a callable that returns the model, imported with the cu
                          folder on the path (so a local models.py works)
 model.pt                 a module saved with torch.save(model), loaded with
                          torch.load(weights_only=False), which runs code from the file:
-                         load only files you trust
+                         load only files you trust; its class is imported with the
+                         current folder on the path too
 model.ts / any archive   a TorchScript file (a bare nn.RNN / nn.LSTM / nn.GRU, since
                          TorchScript modules take no hooks)
 """
@@ -46,8 +47,7 @@ def import_callable(spec: str, name: str) -> Any:
         bool(module_name) and attr.isidentifier(),
         f"`{name}` must be package.module:function, got {spec!r}",
     )
-    if os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())
+    _current_folder_on_path()
     try:
         module = importlib.import_module(module_name)
     except ImportError as err:
@@ -62,6 +62,14 @@ def import_callable(spec: str, name: str) -> Any:
         "a callable that returns a model",
     )
     return found
+
+
+def _current_folder_on_path() -> None:
+    """Put the current folder first on the import path, as `python script.py` would: a
+    factory in a local models.py imports, and so does the class a torch.save'd module was
+    pickled from."""
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
 
 
 def call_user(function: Any, spec: str, name: str, *args: Any) -> Any:
@@ -89,6 +97,7 @@ def _load_file(path: Path) -> Any:
         with warnings.catch_warnings():  # torch 2.13 marks torch.jit deprecated; it still loads
             warnings.simplefilter("ignore", DeprecationWarning)
             return torch.jit.load(str(path), map_location="cpu")
+    _current_folder_on_path()  # the pickle names its classes' modules: a local models.py
     return torch.load(path, weights_only=False, map_location="cpu")
 
 

@@ -45,6 +45,7 @@ from gradtrace.tracing.forward import (
     call_loss,
     call_model,
     check_inputs,
+    check_target,
     seed_global,
     untouched,
 )
@@ -114,6 +115,7 @@ def trace(
     check_lyapunov_option(lyapunov)
     check_seed(seed)
     check(mode in MODES, f"`mode` must be one of {', '.join(MODES)}, got {mode!r}")
+    check_target(loss_fn, target)
     tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, Tensor)]
     check(bool(args), "`model` must be given its inputs, as its forward takes them; got none")
     for a in tensors:

@@ -154,8 +154,8 @@ def _time_major(
     features = int(module.input_size)  # type: ignore[arg-type]
     check(
         x.shape[-1] == features,
-        f"`inputs` reach {_label(call)} with {x.shape[-1]} features, but it expects "
-        f"input_size = {features}",
+        f"the input of {_label(call)} must have input_size = {features} features, got "
+        f"{x.shape[-1]} (shape {tuple(x.shape)})",
     )
     if not is_cell:
         check(

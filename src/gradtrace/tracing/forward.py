@@ -95,18 +95,31 @@ def call_model(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None 
 
 @contextmanager
 def untouched(model: nn.Module) -> Iterator[None]:
-    """Run the block and leave `model` as it was: buffers, modes, gradients, global RNGs."""
+    """Run the block and leave `model` as it was: buffers, modes, gradients, global RNGs, and
+    every module's own attributes (a model that keeps its hidden state, `self.hidden = ...`,
+    gets the one it had, not the trace's, which would tie its next backward to our graph)."""
     buffers = [(b, b.detach().clone()) for b in model.buffers()]
     modes = [(m, m.training) for m in model.modules()]
     grads = [(p, p.grad) for p in model.parameters()]
+    attributes = [(vars(m), dict(vars(m))) for m in model.modules()]
+    held = _held_tensors(model, [before for _, before in attributes])
     cpu_rng = torch.get_rng_state()
     cuda_rng = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
     try:
         yield
     finally:
         with torch.no_grad():
-            for buffer, saved in buffers:
-                buffer.copy_(saved)
+            for buffer, value in buffers:
+                buffer.copy_(value)
+            for tensor, version, copy in held:  # changed in place: written back
+                if tensor._version != version:
+                    tensor.copy_(copy)
+        for state, before in attributes:
+            for key in [key for key in state if key not in before]:
+                del state[key]
+            for key, item in before.items():
+                if state.get(key, _MISSING) is not item:
+                    state[key] = item
         for module, training in modes:
             module.training = training
         for p, grad in grads:
@@ -114,6 +127,41 @@ def untouched(model: nn.Module) -> Iterator[None]:
         torch.set_rng_state(cpu_rng)
         if cuda_rng is not None:
             torch.cuda.set_rng_state_all(cuda_rng)
+
+
+_MISSING = object()
+
+
+def _held_tensors(
+    model: nn.Module, attributes: list[dict[str, Any]]
+) -> list[tuple[Tensor, int, Tensor]]:
+    """The tensors the modules hold as plain attributes (directly or in tuples, lists and
+    dicts, as a stateful model's `self.hidden = (h, c)`), not parameters or buffers, each with
+    its version counter and a copy."""
+    own = {id(t) for t in (*model.parameters(), *model.buffers())}
+    found: dict[int, Tensor] = {}
+
+    def walk(value: Any, depth: int) -> None:
+        if isinstance(value, Tensor):
+            if id(value) not in own and not value.is_sparse:
+                found.setdefault(id(value), value)
+        elif isinstance(value, tuple | list) and depth < 3:
+            for item in value:
+                walk(item, depth + 1)
+        elif isinstance(value, dict) and depth < 3:
+            for item in value.values():
+                walk(item, depth + 1)
+
+    for saved in attributes:
+        for key, value in saved.items():
+            if key not in _MODULE_INTERNALS:
+                walk(value, 0)
+    return [(t, t._version, t.detach().clone()) for t in found.values()]
+
+
+# torch.nn.Module's own bookkeeping: parameters, buffers and submodules are restored by what
+# they are; the hook tables are the tracer's to add to and take from
+_MODULE_INTERNALS = frozenset(vars(nn.Module()))
 
 
 def seed_global(seed: int, device: torch.device) -> None:
@@ -149,6 +197,15 @@ def first_tensor(output: Any) -> Tensor:
     return output
 
 
+def check_target(loss_fn: LossFn | None, target: Any) -> None:
+    """A target only with a loss to be the target of."""
+    check(
+        target is None or loss_fn is not None,
+        f"`target` needs a `loss_fn` to be the target of, got a target "
+        f"({describe_output(target)}) and no loss_fn",
+    )
+
+
 def call_loss(loss_fn: LossFn, output: Any, target: Any) -> Tensor:
     """loss_fn(output, target), or loss_fn(output) without a target, checked to be a scalar.
 
@@ -159,6 +216,8 @@ def call_loss(loss_fn: LossFn, output: Any, target: Any) -> Tensor:
     """
     try:
         loss = loss_fn(output) if target is None else loss_fn(output, target)
+    except GradtraceError:  # a named loss's own sentence, about its output or target
+        raise
     except (RuntimeError, IndexError, TypeError, ValueError, AttributeError, KeyError) as err:
         raise GradtraceError(
             f"`loss_fn` raised {type(err).__name__}: {_first_line(err)}; it is called with "

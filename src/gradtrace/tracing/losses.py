@@ -18,15 +18,30 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.nn.utils.rnn import PackedSequence
 
-from gradtrace.errors import check
-from gradtrace.tracing.forward import LossFn, first_tensor
+from gradtrace.errors import GradtraceError, check
+from gradtrace.tracing.forward import LossFn, describe_output, first_tensor
 
 LOSSES = ("mean-square", "sum", "cross-entropy")
 
 
+def _first(output: Any, loss: str) -> Tensor:
+    """The tensor the output stands for, or one sentence naming the loss that needed it."""
+    try:
+        return first_tensor(output)
+    except GradtraceError:
+        if isinstance(output, PackedSequence):
+            raise
+        raise GradtraceError(
+            f"`loss_fn` {loss!r} measures the output's first tensor, but the model returned "
+            f"{describe_output(output)}; give a loss function of the whole output instead "
+            "(on the command line, `--loss package.module:function`)"
+        ) from None
+
+
 def _mean_square(output: Any, target: Tensor | None = None) -> Tensor:
-    y = first_tensor(output)
+    y = _first(output, "mean-square")
     if target is None:
         return y.pow(2).mean()
     check(
@@ -39,11 +54,11 @@ def _mean_square(output: Any, target: Tensor | None = None) -> Tensor:
 
 def _sum(output: Any, target: Tensor | None = None) -> Tensor:
     check(target is None, "`target` is not used by the sum loss; drop it or choose another loss")
-    return first_tensor(output).sum()
+    return _first(output, "sum").sum()
 
 
 def _cross_entropy(output: Any, target: Tensor | None = None) -> Tensor:
-    y = first_tensor(output)
+    y = _first(output, "cross-entropy")
     check(target is not None, "`target` is needed for cross-entropy: the class of each row")
     assert target is not None  # for the type checker
     check(

@@ -66,11 +66,16 @@ def select_modules(model: nn.Module, module: str | nn.Module | None) -> list[tup
     )
     if module is None:
         return found
-    paths = ", ".join(repr(path) for path, _ in found)
     for path, sub in found:
         if module is sub or module == path:
             return [(path, sub)]
     shown = module if isinstance(module, str) else type(module).__name__
+    if found == [("", model)]:  # a bare nn.LSTM: nothing inside it to choose
+        raise GradtraceError(
+            f"`module` names a submodule, got {shown!r}, but the model is itself the one "
+            f"recurrent module ({type(model).__name__}); leave `module` out"
+        )
+    paths = ", ".join(repr(path) if path else "'' (the model itself)" for path, _ in found)
     raise GradtraceError(f"`module` must be one of the recurrent modules {paths}, got {shown!r}")
 
 

@@ -37,6 +37,7 @@ from gradtrace.tracing.forward import (
     call_loss,
     call_model,
     check_inputs,
+    check_target,
     first_tensor,
     untouched,
 )
@@ -146,6 +147,7 @@ def input_sensitivity(
         torch.Size([3, 20])
     """
     check_metric(metric)
+    check_target(loss_fn, target)
     inputs = check_inputs(inputs)
     check(
         inputs.is_floating_point(),
