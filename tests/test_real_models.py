@@ -27,6 +27,7 @@ from torch.autograd.functional import jacobian
 
 from gradtrace import trace
 from gradtrace.cli.main import run
+from gradtrace.errors import GradtraceError
 from gradtrace.records import TraceResult
 from gradtrace.tracing.losses import named_loss
 
@@ -354,6 +355,57 @@ def test_a_stateful_model_keeps_its_own_state_and_trains_on_after_a_trace() -> N
     assert not hasattr(model.lstm, "last_output")
     model(x).pow(2).mean().backward()  # the user's next step: no graph of ours behind it
     assert all(p.grad is not None for p in model.lstm.parameters())
+
+
+class PackedClassifier(nn.Module):
+    """How sentence classifiers are written: embedding, the batch packed by its lengths (in
+    any order), an LSTM, a head on h_n."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(7)
+        self.embedding = nn.Embedding(VOCAB, 4, dtype=DTYPE)
+        self.lstm = nn.LSTM(4, 5, dtype=DTYPE)
+        self.head = nn.Linear(5, 2, dtype=DTYPE)
+
+    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        emb = self.embedding(tokens)
+        packed = nn.utils.rnn.pack_padded_sequence(emb, lengths, enforce_sorted=False)
+        _, (h_n, _) = self.lstm(packed)
+        return self.head(h_n[-1])
+
+
+def test_a_packed_batch_of_equal_lengths_is_traced_as_the_recurrence_it_packs() -> None:
+    model, (tokens, _) = PackedClassifier(), data()
+    lengths, labels = torch.full((B,), T), torch.tensor([0, 1, 1])
+    result = trace(model, tokens, lengths, loss_fn=F.cross_entropy, target=labels)
+    # reference: the LSTM's one-layer copy stepped by hand, autograd for both profiles
+    copy, emb = one_layer(model.lstm, 0), model.embedding(tokens).detach()
+    states: list[Any] = [(torch.zeros(1, B, 5, dtype=DTYPE), torch.zeros(1, B, 5, dtype=DTYPE))]
+    states[0][0].requires_grad_(True)
+    for t in range(T):
+        states.append(step(copy, emb[t], states[-1]))
+    for h, _ in states[1:]:
+        h.retain_grad()
+    loss = F.cross_entropy(model.head(states[-1][0][0]), labels)
+    loss.backward()
+    grads = torch.stack([h.grad[0] for h, _ in states])  # (T + 1, B, H)
+    layer = result.layers[0]
+    expected = layer_curve(copy, emb, [tuple(s.detach() for s in st) for st in states])
+    torch.testing.assert_close(layer.log10_norm, expected, atol=ATOL, rtol=0)
+    assert layer.loss_grad_log10 is not None
+    torch.testing.assert_close(
+        layer.loss_grad_log10, torch.log10(grads.norm(dim=-1)).T, atol=ATOL, rtol=0
+    )
+    own = F.cross_entropy(model(tokens, lengths), labels).detach()
+    assert result.loss == pytest.approx(float(own), rel=1e-12)
+    assert layer.output_error is not None and layer.output_error < 1e-12
+
+
+def test_a_packed_batch_of_unequal_lengths_is_refused_in_one_sentence() -> None:
+    tokens, _ = data()
+    with pytest.raises(GradtraceError, match="PackedSequence of sequences of 4 to 6 steps"):
+        trace(PackedClassifier(), tokens, torch.tensor([6, 4, 5]))
 
 
 # ---------------------------------------------------------------- loops over cells

@@ -385,7 +385,7 @@ class Packed(nn.Module):
         self.gru = nn.GRU(IN, H, dtype=DTYPE)
 
     def forward(self, x: Tensor) -> Tensor:
-        packed = nn.utils.rnn.pack_padded_sequence(x, torch.tensor([T] * B))
+        packed = nn.utils.rnn.pack_padded_sequence(x, torch.tensor([T] + [T - 1] * (B - 1)))
         return self.gru(packed)[1]
 
 
@@ -411,7 +411,10 @@ REFUSALS: dict[str, tuple[Callable[[], object], str]] = {
         "must have input_size = 3 features, got 5",
     ),
     "non-finite-input": (lambda: trace(make("gru"), _nan_input()), "must be finite, got 1 NaN"),
-    "packed-sequence": (lambda: trace(Packed(), sequence()), "PackedSequence"),
+    "packed-sequence-of-unequal-lengths": (
+        lambda: trace(Packed(), sequence()),
+        "received a PackedSequence of sequences of 4 to 5 steps",
+    ),
     "own-forward": (
         lambda: trace(OwnForward(IN, H, dtype=DTYPE), sequence()),
         "overrides the forward of nn.LSTM",

@@ -14,6 +14,10 @@ the same values) continues that call's recurrence: each layer and direction beco
 once. A call that does not continue the chain (a second, unrelated sequence) is counted but
 not traced.
 
+A PackedSequence of equal-length sequences is unpacked, traced like the padded batch, and its
+re-execution packed again as the module would have returned it; sequences of different lengths
+end at different steps, which one recurrence of T steps cannot follow, and are refused.
+
 Shapes: T time, B batch, I input, S state (the flat state: h, or cat(h, c) for an LSTM).
 """
 
@@ -26,7 +30,7 @@ from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence
+from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from gradtrace.cells import Cell, Replay
 from gradtrace.errors import check
@@ -130,20 +134,43 @@ def continues(hx: Any, returned: list[Tensor]) -> bool:
     )
 
 
+def _unpacked(call: Call, x: PackedSequence) -> Tensor:
+    """A PackedSequence of equal-length sequences as the (T, B, I) tensor it packs, in the
+    batch's own order (PyTorch keeps hx and h_n in that order too).
+
+    Raises:
+        GradtraceError: for sequences of different lengths, whose last steps are not one time
+            step of the batch.
+    """
+    padded, lengths = pad_packed_sequence(x)
+    shortest, longest = int(lengths.min()), int(lengths.max())
+    check(
+        shortest == longest,
+        f"{_label(call)} received a PackedSequence of sequences of {shortest} to {longest} "
+        "steps, which trace cannot follow as one recurrence; trace a batch of equal-length "
+        "sequences (one sequence at a time always is one)",
+    )
+    return padded
+
+
+def _repacked(output: Tensor, like: PackedSequence) -> PackedSequence:
+    """The (T, B, F) output of equal-length sequences laid out as `like` packs its input."""
+    rows = output if like.sorted_indices is None else output.index_select(1, like.sorted_indices)
+    data = rows.reshape(-1, output.shape[-1])  # time-major, all B sequences at every step
+    return PackedSequence(data, like.batch_sizes, like.sorted_indices, like.unsorted_indices)
+
+
 def _time_major(
     call: Call, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[Tensor, Any, bool]:
-    """The module's input as (T, B, I) (a cell's as (B, I)), its hx batched, and whether it
-    came unbatched."""
+) -> tuple[Tensor, Any, bool, PackedSequence | None]:
+    """The module's input as (T, B, I) (a cell's as (B, I)), its hx batched, whether it came
+    unbatched, and the PackedSequence it came as, if it did."""
     module = call.module
     is_cell = isinstance(module, CELL_TYPES)
     x = args[0] if args else kwargs.get("input")
     hx = args[1] if len(args) > 1 else kwargs.get("hx")
-    check(
-        not isinstance(x, PackedSequence),
-        f"{_label(call)} received a PackedSequence, which trace does not unpack; pass "
-        "equal-length sequences as one padded tensor instead",
-    )
+    if isinstance(x, PackedSequence) and not is_cell:
+        return _unpacked(call, x), hx, False, x
     dims = (1, 2) if is_cell else (2, 3)
     check(
         isinstance(x, Tensor) and x.ndim in dims,
@@ -171,10 +198,10 @@ def _time_major(
                 if isinstance(hx, tuple)
                 else hx.unsqueeze(axis)
             )
-        return x.unsqueeze(axis), hx, True
+        return x.unsqueeze(axis), hx, True, None
     if is_cell:
-        return x, hx, False
-    return (x.transpose(0, 1) if getattr(module, "batch_first", False) else x), hx, False
+        return x, hx, False, None
+    return (x.transpose(0, 1) if getattr(module, "batch_first", False) else x), hx, False, None
 
 
 def _unbatch(value: Any, axis: int) -> Any:
@@ -183,7 +210,10 @@ def _unbatch(value: Any, axis: int) -> Any:
     return value.squeeze(axis)
 
 
-def _module_call(call: Call, x: Tensor, hx: Any, unbatched: bool, out: Any, gen: Any) -> Any:
+def _module_call(
+    call: Call, x: Tensor, hx: Any, unbatched: bool, packed: PackedSequence | None, out: Any,
+    gen: Any,
+) -> Any:  # fmt: skip
     """An nn.RNN / LSTM / GRU call: re-execute it, extend the tracks, return the splice."""
     module = call.module
     assert isinstance(module, nn.RNNBase)
@@ -198,13 +228,16 @@ def _module_call(call: Call, x: Tensor, hx: Any, unbatched: bool, out: Any, gen:
             call.tracks.append(Track(run.layer, run.direction, run.replay.cell, w, dropout=rate))
         call.tracks[i].extend(run, first)
     if unbatched:
-        replay_out = output[:, 0]
+        replay_out: Any = output[:, 0]
+    elif packed is not None:
+        replay_out = _repacked(output, packed)
     else:
         replay_out = output.transpose(0, 1) if module.batch_first else output
     if drop is not None:
         call.output_error = None  # gradtrace's masks are not the module's own draws
     elif call.output_error is not None:
-        error = float((replay_out.detach() - out[0].detach()).abs().max())
+        mine, own = (replay_out.data, out[0].data) if packed else (replay_out, out[0])
+        error = float((mine.detach() - own.detach()).abs().max())
         call.output_error = max(call.output_error, error)
     last = final_states(module, runs)  # (L D, B, P) or a pair with (L D, B, H)
     return replay_out, (_unbatch(last, 1) if unbatched else last)
@@ -234,7 +267,7 @@ def _hook(call: Call, splice: bool, gen: torch.Generator | None) -> Any:
         call.calls += 1
         if call.closed:
             return None
-        x, hx, unbatched = _time_major(call, args, kwargs)
+        x, hx, unbatched, packed = _time_major(call, args, kwargs)
         if call.tracks and not continues(hx, call.returned):
             call.closed = True  # a new, unrelated sequence: counted, not traced
             return None
@@ -243,7 +276,7 @@ def _hook(call: Call, splice: bool, gen: torch.Generator | None) -> Any:
             result = _cell_call(call, x, hx, unbatched, out)
             state = result
         else:
-            result = _module_call(call, x, hx, unbatched, out, gen)
+            result = _module_call(call, x, hx, unbatched, packed, out, gen)
             state = result[1]
         if not splice:  # the model goes on with its own outputs: recognise those next time
             own = out if isinstance(module, CELL_TYPES) else out[1]

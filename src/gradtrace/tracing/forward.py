@@ -3,10 +3,11 @@ and the model left exactly as it was.
 
 Shared by `trace` and `input_sensitivity`. A loss gets the forward's output as the model
 returns it (nn.LSTM returns (output, (h_n, c_n))); where one tensor must stand for the output,
-it is the first; a PackedSequence is refused, since its rows
-are sequences of different lengths whose last steps are not one time step. `untouched` restores
-everything a forward in train mode can change: buffers (BatchNorm's running statistics), every
-module's mode, the parameters' gradients and the global random-number generators.
+it is the first; a PackedSequence output is refused, since its rows may be sequences of
+different lengths whose last steps are not one time step (a packed input of equal lengths is
+unpacked where the recurrent module receives it: `capture`). `untouched` restores everything a
+forward in train mode can change: buffers (BatchNorm's running statistics), every module's
+mode and own attributes, the parameters' gradients and the global random-number generators.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ def call_model(model: Any, args: tuple[Any, ...], kwargs: dict[str, Any] | None 
     """
     try:
         return model(*args, **(kwargs or {}))
+    except GradtraceError:  # from gradtrace's own hooks inside the forward: already one sentence
+        raise
     except (RuntimeError, IndexError, TypeError, ValueError) as err:
         raise GradtraceError(
             f"`model` failed on {describe_args(args)}: {_first_line(err)}"
