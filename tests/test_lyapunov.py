@@ -2,7 +2,9 @@
 
 Tests for gradtrace.core.lyapunov, in float64. References: Newman's closed form for Gaussian
 products (0.03, a statistical tolerance), Benettin's two-trajectory simulation (5e-3),
-log |det J_t| from torch.linalg.slogdet (1e-8), log |a_i| for a constant diagonal (1e-12). The
+log |det J_t| from torch.linalg.slogdet (1e-8), log |a_i| for a constant diagonal (1e-12),
+and from the backward frame (`backward_frame`) the product's own singular values by
+torch.linalg.svdvals (1e-10). The
 result is the record `gradtrace.records.flow.LyapunovSpectrum`; its dict goes through the
 codec (a -inf exponent as "-Infinity") and back bit for bit.
 """
@@ -17,6 +19,7 @@ import torch
 from torch import Tensor
 
 from gradtrace.core.lyapunov import (
+    backward_frame,
     lyapunov_spectrum,
     lyapunov_spectrum_streaming,
     start_frame,
@@ -225,3 +228,38 @@ def test_top_exponent_by_the_vector_sweep_equals_the_qr_method(batched: bool) ->
     q0 = start_frame(6, 1, 0)
     expected = float(lyapunov_spectrum(J, 1, q0=q0).exponents.mean())
     assert top_exponent(J) == pytest.approx(expected, abs=1e-12)
+
+
+# ---------------------------------------------------------------- the backward frame
+
+
+def test_from_the_backward_frame_a_constant_diagonal_gives_its_logs_without_a_transient() -> None:
+    # P = D^T for D = diag(2, 1, 1/2): sigma_i(P) = a_i^T, so the finite-time exponents are
+    # ln a_i exactly. The backward frame is e_1, e_2, e_3 to within (a_{i+1} / a_i)^T = 2^-40,
+    # so the QR method from it gives them to rounding (1e-12); from a random frame the first
+    # exponent is low by ln |q_1 . e_1| / T, far more than that.
+    a = torch.tensor([2.0, 1.0, 0.5], dtype=DTYPE)
+    J = torch.diag(a).expand(40, 2, 3, 3).clone()  # two sequences
+    frame = backward_frame(J, start_frame(3, 3, seed=1))
+    assert frame.shape == (2, 3, 3)
+    torch.testing.assert_close(frame.mT @ frame, torch.eye(3, dtype=DTYPE).expand(2, 3, 3))
+    warm = lyapunov_spectrum(J, q0=frame).exponents
+    torch.testing.assert_close(warm, a.log().expand(2, 3), atol=1e-12, rtol=0)
+    cold = lyapunov_spectrum(J, q0=start_frame(3, 3, seed=1)).exponents
+    assert float((cold - a.log()).abs().max()) > 1e-3
+
+
+@pytest.mark.parametrize("batched", [False, True], ids=["unbatched", "batched"])
+def test_top_exponent_from_the_backward_frame_is_the_products_own_growth(batched: bool) -> None:
+    # Reference: (1/T) ln sigma_1 of the explicit product by torch.linalg.svdvals, the product
+    # multiplied out with its scale kept apart (1e-10). Small states take the blocked path.
+    shape = (300, 3, 6, 6) if batched else (300, 6, 6)
+    J = torch.randn(*shape, generator=torch.Generator().manual_seed(4), dtype=DTYPE) / 2
+    P, log_scale = torch.eye(6, dtype=DTYPE).expand(*shape[1:-2], 6, 6), 0.0
+    for t in range(shape[0]):
+        P = J[t] @ P
+        peak = P.abs().amax(dim=(-2, -1), keepdim=True)
+        P, log_scale = P / peak, log_scale + peak.log()
+    exact = (torch.linalg.svdvals(P)[..., 0].log() + torch.as_tensor(log_scale).flatten()) / 300
+    frame = backward_frame(J, start_frame(6, 1, seed=0))
+    assert top_exponent(J, start=frame[..., 0]) == pytest.approx(float(exact.mean()), abs=1e-10)

@@ -11,6 +11,7 @@ layer l's input, and a one-layer copy with layer l's parameters runs the recurre
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from itertools import product
@@ -20,7 +21,7 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.functional import jacobian
 
-from gradtrace.core.lyapunov import lyapunov_spectrum, start_frame
+from gradtrace.core.lyapunov import backward_frame, lyapunov_spectrum, start_frame
 from gradtrace.errors import GradtraceError
 from gradtrace.records import FixedPoints
 from gradtrace.tracing import layer_fixed_points, trace
@@ -320,9 +321,57 @@ def test_a_given_initial_state_is_used() -> None:
 # ---------------------------------------------------------------- Lyapunov and fixed points
 
 
+def test_an_irnn_whose_unit_never_switches_off_has_exponent_ln_of_its_gain() -> None:
+    # Closed form: a ReLU RNN with W_hh = 1.05 I and one unit held on by its bias has
+    # J_t = 1.05 diag(m_t) with m_t[0] = 1 always, so sigma_1(J_T ... J_1) = 1.05^T and the
+    # top exponent is ln 1.05 (1e-12), whichever units the others switch off, while a random
+    # start direction would grow only by its share of that unit.
+    torch.manual_seed(3)
+    rnn = nn.RNN(3, 8, nonlinearity="relu", dtype=DTYPE)
+    with torch.no_grad():
+        rnn.weight_hh_l0.copy_(1.05 * torch.eye(8, dtype=DTYPE))
+        rnn.bias_ih_l0[0] = 10.0
+    layer = trace(rnn, torch.randn(60, 2, 3, dtype=DTYPE), lyapunov=2).layers[0]
+    assert layer.lyapunov_max == pytest.approx(math.log(1.05), abs=1e-12)
+    assert layer.lyapunov is not None
+    assert float(layer.lyapunov.exponents[:, 0].sub(math.log(1.05)).abs().max()) < 1e-12
+    torch.testing.assert_close(
+        layer.log10_norm[:, 0],
+        torch.full((2,), 60 * math.log10(1.05), dtype=DTYPE),
+        atol=1e-12,
+        rtol=0,
+    )
+
+
+def test_an_lstms_top_exponent_is_its_full_state_products_own_growth() -> None:
+    # The LSTM's curve is of the h block, so its exponent comes from the backward frame.
+    # Reference: autograd step Jacobians d(h_t, c_t)/d(h_{t-1}, c_{t-1}) through a one-step
+    # call, multiplied out with the scale kept apart, (1/T) ln sigma_1 by torch.linalg.svdvals
+    # (1e-10: over 80 steps the frame's error, (sigma_2 / sigma_1)^2 of the product, is gone).
+    module, steps = make("lstm"), 80
+    x = torch.randn(steps, B, IN, generator=torch.Generator().manual_seed(2), dtype=DTYPE)
+    state = torch.zeros(B, 2 * H, dtype=DTYPE)
+
+    def one_step(s: Tensor, t: int) -> Tensor:
+        h, c = module(x[t : t + 1], (s[:, :H].unsqueeze(0), s[:, H:].unsqueeze(0)))[1]
+        return torch.cat([h[0], c[0]], dim=-1)
+
+    P, log_scale = torch.eye(2 * H, dtype=DTYPE).expand(B, 2 * H, 2 * H), torch.zeros(B, 1, 1)
+    for t in range(steps):
+        J = torch.einsum("bibj->bij", jacobian(lambda s, t=t: one_step(s, t), state))
+        state = one_step(state, t).detach()
+        P = J @ P
+        peak = P.abs().amax(dim=(-2, -1), keepdim=True)
+        P, log_scale = P / peak, log_scale + peak.log()
+    exact = (torch.linalg.svdvals(P)[:, 0].log() + log_scale.flatten()) / steps
+    layer = trace(module, x).layers[0]
+    assert layer.lyapunov_max == pytest.approx(float(exact.mean()), abs=1e-10)
+
+
 def test_traced_lyapunov_spectrum_equals_qr_on_autograd_jacobians() -> None:
     # Reference: each step Jacobian dh_t/dh_{t-1} by autograd through a one-step call of the
-    # module, then the core's QR method from the same seeded start frame (1e-10).
+    # module, then the core's QR method from the backward frame of those Jacobians, from the
+    # same seeded start (1e-10).
     module = make("rnn-tanh")
     x = sequence()
     states = torch.cat([torch.zeros(1, B, H, dtype=DTYPE), module(x)[0].detach()])
@@ -330,7 +379,8 @@ def test_traced_lyapunov_spectrum_equals_qr_on_autograd_jacobians() -> None:
     for t in range(T):
         J = jacobian(lambda h, t=t: module(x[t : t + 1], h.unsqueeze(0))[1][0], states[t])
         steps.append(torch.einsum("bibj->bij", J))
-    expected = lyapunov_spectrum(torch.stack(steps), 2, q0=start_frame(H, 2, seed=7))
+    J = torch.stack(steps)
+    expected = lyapunov_spectrum(J, 2, q0=backward_frame(J, start_frame(H, 2, seed=7)))
     spectrum = trace(module, x, lyapunov=2, seed=7).layers[0].lyapunov
     assert spectrum is not None
     torch.testing.assert_close(spectrum.exponents, expected.exponents, atol=1e-10, rtol=0)

@@ -27,7 +27,7 @@ from gradtrace.core import theory
 from gradtrace.core.activations import get_activation
 from gradtrace.core.engine import check_metric, contribution_curve, diagonal_curve
 from gradtrace.core.factors import StepSource, as_source, hold
-from gradtrace.core.lyapunov import source_spectrum, start_frame, top_exponent
+from gradtrace.core.lyapunov import backward_frame, source_spectrum, start_frame, top_exponent
 from gradtrace.core.matrix_free import matrix_free_curve, resolve_estimate
 from gradtrace.errors import check, check_seed
 from gradtrace.io.devices import dtype_name
@@ -92,24 +92,37 @@ def check_lyapunov_option(lyapunov: LyapunovOption) -> None:
 
 
 def lyapunov_of(
-    jacobians: Tensor | StepSource, lyapunov: LyapunovOption, seed: int
-) -> LyapunovSpectrum | None:
-    """The top-K spectrum of each sequence, on the CPU in float64, from a seeded start frame.
+    jacobians: Tensor | StepSource,
+    lyapunov: LyapunovOption,
+    seed: int,
+    first: Tensor | None = None,
+) -> tuple[float, LyapunovSpectrum | None]:
+    """The top exponent (batch mean) and, when asked, the top-K spectrum of each sequence
+    (on the CPU in float64): the finite-time exponents (1/T) ln sigma_i(J_T ... J_1).
 
-    K >= 1 asks for the top K exponents of the full state (capped at its size S), "full" for
-    all S, None for none. Q_0 is drawn on the CPU in float64 from `seed`, so the same seed
-    gives the same estimate on any device.
+    Given the exact spectral c(0) of the full state (`first`, log10 per sequence), lambda_1
+    is (1/T) ln c(0) itself. Otherwise it and the spectrum start from one `backward_frame` of
+    the product (from a Q_0 drawn on the CPU in float64 from `seed`, so the same seed gives
+    the same estimate on any device), so they measure the product itself, to within about
+    (sigma_{i+1} / sigma_i)^2 / T of it, not a random direction's growth, which on a short or
+    degenerate product falls well below it. K >= 1 asks for the top K exponents of the full
+    state (capped at its size S), "full" for all S, None for none.
 
     Args:
         jacobians: J_1..J_T of B sequences, (T, B, S, S) or a step source.
     """
-    if lyapunov is None:
-        return None
     source, _ = as_source(jacobians)
-    S = source.size
-    K = S if lyapunov == "full" else min(int(lyapunov), S)
-    spectrum = source_spectrum(source, K, start_frame(S, K, seed))
-    return LyapunovSpectrum(
+    S, T = source.size, source.steps
+    K = 1 if lyapunov is None else S if lyapunov == "full" else min(int(lyapunov), S)
+    exact = None if first is None else math.log(10) * float(first.mean()) / T
+    if lyapunov is None and exact is not None:
+        return exact, None
+    frame = backward_frame(source, start_frame(S, K, seed))  # (B, S, K)
+    top = top_exponent(source, start=frame[..., 0]) if exact is None else exact
+    if lyapunov is None:
+        return top, None
+    spectrum = source_spectrum(source, K, frame)
+    return top, LyapunovSpectrum(
         spectrum.exponents.to("cpu", torch.float64),
         spectrum.local_log_factors.to("cpu", torch.float64),
     )
@@ -202,6 +215,8 @@ def assemble(
     if steps.forget_gates is not None:  # diag(f_t): the products stay diagonal, O(T H)
         path = _cpu(diagonal_curve(steps.forget_gates, metric).log10_norm)
     judgement = theory.judge(curve.mean(dim=0), metric, P)
+    full = block is None and metric == "spectral" and how == "exact"  # c(0) = sigma_1(P)
+    top, spectrum_of_lyapunov = lyapunov_of(J, lyapunov, seed, curve[:, 0] if full else None)
     th = theory_of(w, J, metric)
     known = th.gamma is not None or "J_t" in th.blocks
     spectrum = MatrixSpectrum(th.sigma_max, th.spectral_radius) if known else None
@@ -219,11 +234,11 @@ def assemble(
         rate_per_step=judgement.rate_per_step,
         verdict=judgement.verdict,
         horizon=judgement.horizon,
-        lyapunov_max=top_exponent(J),
+        lyapunov_max=top,
         note=theory.write_note(judgement, th.gamma, spectrum, steps.cell),
         cell_path_log10=path,
         loss_grad_log10=None if loss_grad_log10 is None else _cpu(loss_grad_log10),
-        lyapunov=lyapunov_of(J, lyapunov, seed),
+        lyapunov=spectrum_of_lyapunov,
         estimate=how,
         estimate_error=error,
         **provenance,

@@ -30,6 +30,14 @@ rounding tilts the frame between nearly equal directions, but that moves expansi
 and cancels in the mean. The larger error is in the estimate itself: for random Jacobians the
 mean converges like 1/sqrt(T), plus a transient of order 1/T from the random start Q_0.
 
+A random Q_0 measures the product's growth along Q_0: on a long chaotic trajectory that is the
+same rate, but on a short or degenerate product (a ReLU RNN whose units switch off one by one)
+it is only Q_0's share of the growth. `backward_frame` runs the same recursion backwards over
+the transposed product and ends at its top right singular directions; from there the growth
+factors are the product's own singular values, (1/T) ln sigma_i(J_T ... J_1), to within about
+(sigma_{i+1} / sigma_i)^2 / T of the product, which long products make negligible. The records
+start from it (`gradtrace.analysis.flow.lyapunov_of`).
+
 Shape letters: T steps, B batch, S state size, K number of exponents (see `gradtrace.core`).
 """
 
@@ -42,7 +50,13 @@ import torch
 from torch import Tensor
 
 from gradtrace.core.engine import BLOCK, block_size, block_suffix, refuse_non_finite
-from gradtrace.core.factors import StepSource, as_source, chunk_steps, chunks_forward
+from gradtrace.core.factors import (
+    StepSource,
+    as_source,
+    chunk_steps,
+    chunks_backward,
+    chunks_forward,
+)
 from gradtrace.core.products import times_thin
 from gradtrace.errors import check
 from gradtrace.records.flow import LyapunovSpectrum
@@ -106,7 +120,8 @@ def source_spectrum(source: StepSource, k: int, q0: Tensor) -> LyapunovSpectrum:
     Args:
         source: J_1..J_T of B sequences (e.g. a cell's `Replay`).
         k: how many exponents, 1..S.
-        q0: starting directions (S, K), shared by the B sequences.
+        q0: starting directions (S, K), shared by the B sequences, or one frame per
+            sequence (B, S, K) such as `backward_frame`'s.
 
     Returns:
         Exponents (B, K) and local log factors (T, B, K).
@@ -273,28 +288,78 @@ def start_frame(size: int, k: int, seed: int) -> Tensor:
     return torch.randn(size, k, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
 
-def top_exponent(jacobians: Tensor | StepSource, seed: int = 0) -> float:
+def top_exponent(
+    jacobians: Tensor | StepSource, seed: int = 0, start: Tensor | None = None
+) -> float:
     """lambda_1 in nats per step from a seeded start, averaged over the batch if there is one.
 
     With K = 1 the QR method is v_t = J_t v_{t-1} / ||J_t v_{t-1}|| and lambda_1 =
     (1/T) ln ||J_T ... J_1 v_0||, so one forward sweep of the vector gives the same number
     without a QR per step. The Jacobians stream a chunk at a time; for small states the
     chunk's block products (`gradtrace.core.engine.block_suffix`) carry v a block at a time.
+    From `backward_frame`'s first direction, ||J_T ... J_1 v_0|| is sigma_1 of the product.
 
     Args:
         jacobians: J_1..J_T in the order they act, (T, [B,] S, S) or a step source.
         seed: Seeds v_0 (see `start_frame`), the same on any device.
+        start: v_0 itself instead, (S,) or one per sequence (B, S).
     """
     source, _ = as_source(jacobians)
+    B, S = source.batch, source.size
+    if start is None:
+        start = start_frame(S, 1, seed)[:, 0]
+    v0 = start.to(device=source.device, dtype=source.dtype).expand(B, S)
+    v = v0 / torch.linalg.vector_norm(v0, dim=-1, keepdim=True).clamp_min(_tiny(source))
+    total = _carry(source, v.unsqueeze(-1).clone(), backward=False)[1]
+    refuse_non_finite(total)
+    return float(total.mean()) / source.steps
+
+
+def backward_frame(jacobians: Tensor | StepSource, q0: Tensor) -> Tensor:
+    """The top-K right singular directions of each sequence's product P = J_T ... J_1, as
+    an orthonormal frame (B, S, K): the start from which the QR method measures the product
+    itself rather than a random direction's share of it.
+
+    The QR method run backwards over the transposed product, W_T = q0^T, W_{t-1} = W_t J_t
+    with the rows re-orthonormalised each step (`Factors.left` on K rows), ends at W_0 whose
+    rows span P^T applied to K directions: the top right singular subspace of P, to within
+    about sigma_{K+1} / sigma_K of P. From it the forward sweep's growth factors are P's own
+    singular values, (1/T) ln sigma_i(J_T ... J_1): the finite-time exponents, free of the
+    transient a random start leaves (about ln |v_0 . v_1| / T, which is large on short or
+    degenerate products, such as a ReLU RNN whose units switch off one by one).
+
+    Args:
+        jacobians: J_1..J_T in the order they act, (T, [B,] S, S) or a step source.
+        q0: The backward sweep's start, (S, K), K <= S.
+    """
+    source, _ = as_source(jacobians)
+    B, S, K = source.batch, source.size, q0.shape[-1]
+    w = q0.to(device=source.device, dtype=source.dtype).mT.expand(B, K, S).contiguous()
+    if K == 1:  # a vector: renormalised, not orthonormalised, and blocked for small states
+        w = w / torch.linalg.vector_norm(w, dim=-1, keepdim=True).clamp_min(_tiny(source))
+        return _carry(source, w, backward=True)[0].mT
+    for begin, stop in chunks_backward(source.steps, chunk_steps(source)):
+        factors = source.factors(begin, stop)
+        for i in range(factors.steps - 1, -1, -1):
+            w = torch.linalg.qr(factors.left(i, w).mT)[0].mT  # (B, K, S)
+    return w.mT.contiguous()
+
+
+def _tiny(source: StepSource) -> float:
+    return float(torch.finfo(source.dtype).tiny)
+
+
+def _carry(source: StepSource, v: Tensor, backward: bool) -> tuple[Tensor, Tensor]:
+    """Carry unit vectors through every step, forwards as columns v (B, S, 1) -> J_t v, or
+    backwards as rows v (B, 1, S) -> v J_t, renormalised after each product; the last
+    vectors and the total log growth (B,) float64."""
     T, B, S = source.steps, source.batch, source.size
-    v0 = start_frame(S, 1, seed)[:, 0].to(device=source.device, dtype=source.dtype)
-    v = (v0 / torch.linalg.vector_norm(v0)).expand(B, S).unsqueeze(-1).clone()  # (B, S, 1)
     total = torch.zeros(B, dtype=torch.float64, device=source.device)
     blocked = block_size(B, S) > 1
     n = chunk_steps(source, BLOCK if blocked else 1)
     # ||v|| after every product, written in place; their logs are summed once at the end
     norms = torch.empty(T, B, 1, 1, dtype=source.dtype, device=source.device)
-    tiny = torch.finfo(source.dtype).tiny
+    tiny = _tiny(source)
     count = 0
 
     def renormalise(v: Tensor) -> Tensor:
@@ -304,17 +369,25 @@ def top_exponent(jacobians: Tensor | StepSource, seed: int = 0) -> float:
         count += 1
         return v / norm.clamp_min(tiny)
 
-    for start, stop in chunks_forward(T, n):
-        factors = source.factors(start, stop)
+    chunks = chunks_backward(T, n) if backward else chunks_forward(T, n)
+    for begin, stop in chunks:
+        factors = source.factors(begin, stop)
         done = 0
         if blocked and factors.steps >= BLOCK:
             done = factors.steps - factors.steps % BLOCK
+        singles = range(done, factors.steps)
+        if backward:  # the chunk's last steps first, one by one, then its blocks
+            for i in reversed(singles):
+                v = renormalise(factors.left(i, v))
+        if done:
             suffix, logs = block_suffix(factors.dense()[:done], BLOCK)
-            for b in range(suffix.shape[0]):  # R_{b,0} = the whole block's product
-                v = renormalise(suffix[b, :, :, 0] @ v)
+            blocks = range(suffix.shape[0])
+            for b in reversed(blocks) if backward else blocks:
+                product = suffix[b, :, :, 0]  # R_{b,0}: the whole block, J_last ... J_first
+                v = renormalise(v @ product if backward else product @ v)
                 total = total + logs[b, 0]
-        for i in range(done, factors.steps):
-            v = renormalise(factors.right(i, v))
+        if not backward:
+            for i in singles:
+                v = renormalise(factors.right(i, v))
     total = total + torch.log(norms[:count].view(count, B).to(torch.float64)).sum(0)
-    refuse_non_finite(total)
-    return float(total.mean()) / T
+    return v, total

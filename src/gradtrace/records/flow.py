@@ -103,7 +103,8 @@ class GradientFlow(Record):
         rate_per_step: Measured slope of log10 c(k) in decades per step (batch mean curve).
         verdict: One of `gradtrace.core.theory.VERDICTS`.
         horizon: Memory horizon in steps (`gradtrace.core.theory.memory_horizon`).
-        lyapunov_max: Top Lyapunov exponent along the trajectory, nats per step (batch mean).
+        lyapunov_max: Top Lyapunov exponent along the trajectory, nats per step (batch mean):
+            (1/T) ln sigma_1(J_T ... J_1) (`gradtrace.analysis.flow.lyapunov_of`).
         note: Words that put the measurement and the theory together.
         cell_path_log10: (B, T), LSTM only.
         loss_grad_log10: (B, T + 1), with a loss only.
