@@ -308,6 +308,24 @@ def test_to_dict_is_strict_json_with_minus_infinity_for_an_exactly_zero_product(
     assert GradientFlow.from_dict(record) == report
 
 
+def test_a_batch_where_only_some_sequences_reach_an_exact_zero_says_so() -> None:
+    # Sequence 0 is driven below zero from step 4 on (every relu unit off: J_t = 0), sequence 1
+    # stays on (J_t = 0.5 I): the batch's mean of log10 c(k) is -inf, and the note says that
+    # it is 1 of the 2 sequences.
+    T, H = 8, 3
+    W = 0.5 * torch.eye(H, dtype=DTYPE)
+    weights = RNNWeights(W, torch.ones(H, 1, dtype=DTYPE), torch.zeros(H, dtype=DTYPE), "relu")
+    x = torch.ones(T, 2, 1, dtype=DTYPE)
+    x[3:, 0] = -100.0
+    report = analyse(weights, x)
+    assert bool((report.log10_norm[0, :4] == -math.inf).all())
+    assert bool(torch.isfinite(report.log10_norm[1]).all())
+    assert report.verdict == "vanishing"
+    assert "1 of its 2 sequences reach one, while in the other 1 c(k) stays nonzero" in report.note
+    alive = analyse(weights, x[:, 1:])
+    assert "sequences reach one" not in alive.note
+
+
 def test_to_dict_holds_the_cli_contract() -> None:
     T, B, H = 12, 2, 4
     weights = random_weights("rnn", H, 3, activation="sigmoid", seed=1)

@@ -167,6 +167,20 @@ def _cpu(t: Tensor) -> Tensor:
     return t.detach().to("cpu", torch.float64)
 
 
+def _zeros_of(curve: Tensor) -> str:
+    """A sentence for a batch in which some sequences, not all, reach an exactly zero product:
+    the batch is judged by its mean of log10 c(k), which one zero makes -inf."""
+    dead = int((curve == -math.inf).any(dim=1).sum())
+    B = int(curve.shape[0])
+    if dead in (0, B):
+        return ""
+    return (
+        f" That holds for the batch's mean of log10 c(k), which an exact zero makes -inf: "
+        f"{dead} of its {B} sequences reach one, while in the other {B - dead} c(k) stays "
+        "nonzero at every step (each sequence's curve is in log10_norm)."
+    )
+
+
 def assemble(
     steps: Steps,
     *,
@@ -235,7 +249,7 @@ def assemble(
         verdict=judgement.verdict,
         horizon=judgement.horizon,
         lyapunov_max=top,
-        note=theory.write_note(judgement, th.gamma, spectrum, steps.cell),
+        note=theory.write_note(judgement, th.gamma, spectrum, steps.cell) + _zeros_of(curve),
         cell_path_log10=path,
         loss_grad_log10=None if loss_grad_log10 is None else _cpu(loss_grad_log10),
         lyapunov=spectrum_of_lyapunov,
