@@ -272,6 +272,34 @@ def test_a_train_mode_trace_is_reproducible_and_its_seed_matters() -> None:
         assert not torch.allclose(a.loss_grad_log10, c.loss_grad_log10)  # type: ignore[arg-type]
 
 
+class DroppedTagger(nn.Module):
+    """A one-layer LSTM (no dropout of its own) between the model's own nn.Dropout layers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(8)
+        self.drop = nn.Dropout(0.5)
+        self.lstm = nn.LSTM(4, 5, dtype=DTYPE)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.drop(self.lstm(self.drop(x))[0])
+
+
+def test_the_seed_of_the_models_own_dropout_layers_is_recorded() -> None:
+    # Their masks shape the recurrence's input and the loss: the trace depends on the seed.
+    model, x = DroppedTagger(), torch.randn(T, B, 4, dtype=DTYPE)
+    runs = {
+        (mode, seed): trace(model, x, loss_fn=lambda y: y.pow(2).mean(), mode=mode, seed=seed)
+        for mode in ("train", "eval")
+        for seed in (1, 2)
+    }
+    assert [run.dropout_seed for run in runs.values()] == [1, 2, None, None]
+    assert all(run.layers[0].dropout == 0.0 for run in runs.values())  # no masks of ours
+    assert not torch.allclose(
+        runs["train", 1].layers[0].log10_norm, runs["train", 2].layers[0].log10_norm
+    )
+
+
 def _model_state(model: nn.Module) -> dict[str, Any]:
     return {
         "parameters": [p.detach().clone() for p in model.parameters()],

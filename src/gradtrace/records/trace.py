@@ -24,7 +24,9 @@ class TraceResult(Record):
         loss: The loss, when one was given.
         mode: "train" or "eval": the mode the model ran in, and so the recurrence traced (in
             train mode with dropout between the layers of a module).
-        dropout_seed: The seed of gradtrace's dropout masks, when any were drawn.
+        dropout_seed: The seed of the dropout masks, when any were drawn: the model's own
+            dropout layers' (torch's global generator set to it) and gradtrace's between the
+            layers of a module (a generator set to it + 1).
     """
 
     KIND = "trace"

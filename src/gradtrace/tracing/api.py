@@ -128,6 +128,11 @@ def trace(
         if mode != "model":
             model.train(mode == "train")
         training = any(m.training for _, m in targets)
+        # the model's own dropout layers draw from the global generator, seeded just below
+        own_dropout = any(
+            isinstance(m, nn.modules.dropout._DropoutNd) and m.training and m.p > 0
+            for m in model.modules()
+        )
         device = next((t.device for t in tensors), torch.device("cpu"))
         seed_global(seed, device)  # the model's own dropout layers, reproducibly
         generator = torch.Generator(device=device).manual_seed(seed + 1)
@@ -146,7 +151,7 @@ def trace(
         for c, call in enumerate(called)
         for i, track in enumerate(call.tracks)
     ]
-    dropped = any(layer.dropout > 0 for layer in layers)
+    dropped = own_dropout or any(layer.dropout > 0 for layer in layers)
     return TraceResult(
         tuple(layers),
         metric,
