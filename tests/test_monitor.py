@@ -446,6 +446,59 @@ def test_on_nonfinite_stop_raises_after_writing_the_record(tmp_path: Path) -> No
     assert isinstance(records, list) and records[-1].nonfinite is not None
 
 
+def test_on_nonfinite_stop_raises_before_the_update_and_names_a_bad_batch() -> None:
+    # The optimizer's update would write NaN into the weights: "stop" raises before it. The
+    # batch itself holds an Inf, and the origin says so (no module made it).
+    torch.manual_seed(2)
+    model = Seq(nn.GRU(I, H, dtype=torch.float32))
+    opt = torch.optim.SGD(model.parameters(), 0.01)
+    monitor = Monitor(model, opt, every=100, on_nonfinite="stop")
+    x, y = data(0, torch.float32)
+    x[3, 0, 1] = math.inf
+    before = [p.detach().clone() for p in model.parameters()]
+    bad_batch = r"holds NaN/Inf \(input 0 at index \(3, 0, 1\)\)"
+    with pytest.raises(NonFiniteError, match=bad_batch), monitor.step(0) as s:
+        s.loss(loss_of(model(x), y)).backward()
+        opt.step()
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    origin = monitor.history[-1].nonfinite
+    assert origin is not None and origin.stage == "input"
+
+
+def test_a_backward_that_goes_non_finite_in_the_loss_is_located_on_a_scheduled_step() -> None:
+    # d sqrt(u) / du = inf at u = 0: the forward is finite, the loss's own backward is not.
+    # On a scheduled step the replay runs through the monitored (chunked) forward's modules.
+    torch.manual_seed(3)
+    model = Seq(nn.GRU(I, H, dtype=torch.float32))
+    opt = torch.optim.SGD(model.parameters(), 0.01)
+    monitor = Monitor(model, opt, every=1, chunk=K)
+    x, y = data(0, torch.float32)
+
+    def loss_fn() -> Tensor:
+        out = model(x)
+        return loss_of(out, y) + (out - out.detach()).abs().sqrt().sum()
+
+    with monitor.step(0, replay=loss_fn) as s:
+        s.loss(loss_fn()).backward()
+        opt.step()
+    origin = monitor.history[-1].nonfinite
+    assert origin is not None and (origin.stage, origin.module) == ("backward", "")
+    assert "the loss's own backward made it" in origin.note
+    assert monitor.history[-1].profiles  # the step's own record is still there
+
+
+def test_a_sequence_shorter_than_the_default_chunk_still_has_a_boundary() -> None:
+    torch.manual_seed(4)
+    model = Seq(nn.LSTM(I, H, dtype=torch.float32))
+    monitor = Monitor(model, None, every=1)
+    x, y = data(0, torch.float32)  # T steps, fewer than the default K's lower end of 25
+    with monitor.step(0) as s:
+        s.loss(loss_of(model(x), y)).backward()
+    (profile,) = monitor.history[-1].profiles
+    assert len(profile.boundaries) == 2 and profile.boundaries[-1] == x.shape[0]
+    assert math.isfinite(profile.mean_recurrent_share)
+
+
 # ---------------------------------------------------------------- the clipping audit
 
 
@@ -482,7 +535,7 @@ def test_correct_clipping_raises_no_warning() -> None:
         ("after-step", 1.0, False, AFTER_STEP),
         ("before-backward", 1.0, False, BEFORE_BACKWARD),
         ("correct", math.inf, False, INFINITE),
-        ("correct", 1.0, True, "saw a non-finite total norm (inf)"),
+        ("correct", 1.0, True, "saw an infinite total norm and scaled every gradient by max_norm"),
     ],
     ids=["after-step", "before-backward", "max-norm-inf", "zeroed-by-inf"],
 )
@@ -626,6 +679,8 @@ def test_the_lightning_callback_records_what_the_plain_monitor_does(tmp_path: Pa
         assert a.loss == pytest.approx(b.loss, rel=1e-5)
         assert a.grad_norm == pytest.approx(b.grad_norm, rel=1e-5)
         assert a.clip is not None and b.clip is not None and a.clip.acted == b.clip.acted
+        # Lightning clips after on_before_optimizer_step: what it left is read at batch end
+        assert a.clip.norm_after == pytest.approx(b.clip.norm_after, rel=1e-5)
         for pa, pb in zip(a.profiles, b.profiles, strict=True):
             torch.testing.assert_close(pa.total, pb.total, rtol=1e-5, atol=0)
         for sa, sb in zip(a.parameters, b.parameters, strict=True):

@@ -52,16 +52,17 @@ from gradtrace.records.monitor import TimeProfile
 from gradtrace.tracing.capture import continues, flat_state
 from gradtrace.tracing.modules import CELL_TYPES, DIRECTIONS, MODULE_TYPES, cell_name
 
-CHUNK_MIN, CHUNK_MAX, CHUNKS = 25, 50, 8  # K: T / 8 steps, within [25, 50]
+CHUNK_MIN, CHUNK_MAX, CHUNKS = 25, 50, 8  # K: T / 8 steps, within [25, 50], at most T / 2
 CELL_CHUNK = CHUNK_MIN  # K for a loop over a cell, whose length is unknown while it runs
 
 
 def chunk_size(steps: int, chunk: int | None) -> int:
     """K for a sequence of T steps: `chunk` if given, else T / 8 within [25, 50] (fewer,
-    larger chunks would hide more, more chunks cost kernel launches)."""
+    larger chunks would hide more, more chunks cost kernel launches), and at most T / 2, so
+    that a short sequence still has a boundary before its last step."""
     if chunk is not None:
         return chunk
-    return max(CHUNK_MIN, min(CHUNK_MAX, math.ceil(steps / CHUNKS)))
+    return min(max(CHUNK_MIN, min(CHUNK_MAX, math.ceil(steps / CHUNKS))), max(1, (steps + 1) // 2))
 
 
 @dataclass
@@ -87,7 +88,9 @@ class LayerRecord:
 
 
 def _store(slot: dict[int, Tensor] | list[Tensor], key: int | None = None) -> Callable:
-    def hook(grad: Tensor) -> None:
+    def hook(grad: Tensor | None) -> None:
+        if grad is None:  # autograd passes None where no gradient reached the tensor
+            return
         if isinstance(slot, list):
             slot.append(grad.detach())
         else:

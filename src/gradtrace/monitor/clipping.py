@@ -7,8 +7,10 @@ norm it saw and its threshold, and is checked against what the step did before i
 
     after optimizer.step()     the update already used the unclipped gradients
     before backward()          there were no gradients yet, so the clip did nothing
-    a non-finite total norm    clip_grad_norm_ scaled every gradient by max_norm / inf = 0:
+    an infinite total norm     clip_grad_norm_ scaled every gradient by max_norm / inf = 0:
                                the update is silently zero (NaN where a gradient was inf)
+    a NaN total norm           it scaled them by max_norm / nan = nan: every gradient is NaN,
+                               and so is every weight the optimizer then updates
     max_norm = inf             clips nothing; with an infinite norm inf / inf makes every
                                gradient NaN (log the norm with torch.nn.utils.get_total_norm)
 
@@ -38,9 +40,14 @@ BEFORE_BACKWARD = (
     "nothing; clip between backward() and optimizer.step()"
 )
 ZEROED = (
-    "clip_grad_norm_ saw a non-finite total norm ({norm}) and scaled every gradient by "
-    "max_norm / {norm} = 0, so this step's update is silently zero (NaN where a gradient was "
-    "infinite); find the non-finite gradient or pass error_if_nonfinite=True"
+    "clip_grad_norm_ saw an infinite total norm and scaled every gradient by max_norm / inf = "
+    "0, so this step's update is silently zero (NaN where a gradient was infinite); find the "
+    "non-finite gradient or pass error_if_nonfinite=True"
+)
+NAN_NORM = (
+    "clip_grad_norm_ saw a NaN total norm and scaled every gradient by max_norm / nan = nan, "
+    "so every gradient is NaN and optimizer.step() writes NaN into every weight it updates; "
+    "find the non-finite gradient or pass error_if_nonfinite=True"
 )
 INFINITE = (
     "clip_grad_norm_ was given max_norm=inf: it clips nothing, and when the total norm is "
@@ -82,7 +89,7 @@ class StepEvents:
         elif not self.backward_done:
             call.warnings.append(BEFORE_BACKWARD)
         if not math.isfinite(norm) and (max_norm is None or math.isfinite(max_norm)):
-            call.warnings.append(ZEROED.format(norm="inf" if norm > 0 else "nan"))
+            call.warnings.append(ZEROED if norm > 0 else NAN_NORM)
         if max_norm is not None and math.isinf(max_norm):
             call.warnings.append(INFINITE)
         self.calls.append(call)

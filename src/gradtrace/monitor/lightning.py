@@ -4,10 +4,11 @@
 
 Each training batch is one monitored step, numbered by `trainer.global_step`. The callback
 opens `Monitor.step` when a batch starts and closes it when the batch ends; Lightning's own
-hooks stand in for the optimizer's (`on_before_optimizer_step` comes after backward and
-clipping, before the update; the update is done when the batch ends), since Lightning steps the
-optimizer with a closure that runs backward inside it. The loss comes from
-`on_before_backward`; Lightning's `gradient_clip_val` clipping is audited like any
+hooks stand in for the optimizer's (`on_before_optimizer_step` comes after backward, before
+`gradient_clip_val` clipping and the update; the update is done when the batch ends), since
+Lightning steps the optimizer with a closure that runs backward and the clipping inside it,
+after the optimizer's own pre-step hooks. What the clipping left is read when the batch
+ends. The loss comes from `on_before_backward`; the clipping is audited like any
 `clip_grad_norm_` call. The numbers are those a plain loop with a `Monitor` records.
 """
 

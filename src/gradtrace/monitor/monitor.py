@@ -126,9 +126,11 @@ class Monitor:
             (before the optimizer's update when there is an optimizer); None never.
         chunk: K, the steps per chunk of the recurrent modules' monitored forward (for a
             loop over a cell: every K-th state is measured); None chooses T / 8 within
-            [25, 50] (25 for a cell loop, whose length is known only when it ends).
+            [25, 50], at most T / 2 (25 for a cell loop, whose length is known only when it
+            ends).
         on_nonfinite: "continue" (record where it began and go on) or "stop" (record it, then
-            raise `NonFiniteError`).
+            raise `NonFiniteError`, before the optimizer's update when the monitor has the
+            optimizer, so the weights stay finite).
 
     Raises:
         GradtraceError: on a bad option, or an unwritable log place.
@@ -228,8 +230,9 @@ class Monitor:
                 find where in the backward it began.
 
         Raises:
-            GradtraceError: on a bad step number; `NonFiniteError` at the end of a
-                non-finite step with `on_nonfinite="stop"`.
+            GradtraceError: on a bad step number; `NonFiniteError` on a non-finite step
+                with `on_nonfinite="stop"`: from the optimizer's step, before its update,
+                when the monitor has the optimizer, else at the end of the block.
         """
         check(
             isinstance(step, int) and not isinstance(step, bool) and step >= 0,
@@ -241,7 +244,7 @@ class Monitor:
         trace_now = (
             scheduled and self.trace_every is not None and self.recorded % self.trace_every == 0
         )
-        state = _StepState(rng=torch.get_rng_state(), replay=replay)
+        state = _StepState(rng=torch.get_rng_state(), replay=replay, lag=lag)
         if scheduled:  # per-parameter norms of the raw gradients, before any clipping
             current.events.before_clip = lambda: self._read_gradients(current, state)
         current.before_update = lambda: self._before_update(current, state, trace_now)
@@ -305,6 +308,10 @@ class Monitor:
         state.updated = True
         self._read_gradients(current, state)
         self._check_finite(current, state)  # now, while the weights are still those of the step
+        if state.origin is not None and self.on_nonfinite == "stop":
+            # record the step and raise before the update, which would write NaN/Inf into the
+            # weights: they stay those the step began with
+            self._finish(current, state, state.lag, trace_now=False)
         if current.scheduled:  # the weights before the update, into a buffer kept for reuse
             weights = [p.detach() for p in self.params]
             if self._snapshot is None or any(
@@ -330,9 +337,10 @@ class Monitor:
         if state.grad_norm is not None and not math.isfinite(state.grad_norm):
             bad.append("gradient norm")
         if bad:
-            state.origin = locate(
-                self.model, bad[0], state.args, state.kwargs or {}, state.rng, state.replay
-            )
+            with self._paused():  # the replays are diagnoses, not the step's record
+                state.origin = locate(
+                    self.model, bad[0], state.args, state.kwargs or {}, state.rng, state.replay
+                )
 
     def _after_update(self, current: Step, state: _StepState) -> None:
         current.events.optimizer_stepped = True
@@ -343,22 +351,30 @@ class Monitor:
             state.updates = _norms(before)
             state.weights_before = None
 
-    def _trace(self, state: _StepState) -> TraceResult | None:
-        """The exact trace of the batch, with the chunked forwards paused."""
-        from gradtrace.tracing.api import trace
-
+    @contextmanager
+    def _paused(self) -> Iterator[None]:
+        """The block runs the recurrent modules' own forwards, not the chunked ones that
+        record the step (a replay or a trace must not write into the step's record)."""
         saved = [
             (m, m.__dict__.pop("forward")) for _, m in self.recurrent if "forward" in m.__dict__
         ]
         try:
-            assert state.args is not None
-            return trace(self.model, *state.args, **(state.kwargs or {}))
-        except GradtraceError as err:
-            state.warnings.append(f"the full trace of this step failed: {err}")
-            return None
+            yield
         finally:
             for module, forward in saved:
                 module.forward = forward
+
+    def _trace(self, state: _StepState) -> TraceResult | None:
+        """The exact trace of the batch, with the chunked forwards paused."""
+        from gradtrace.tracing.api import trace
+
+        try:
+            assert state.args is not None
+            with self._paused():
+                return trace(self.model, *state.args, **(state.kwargs or {}))
+        except GradtraceError as err:
+            state.warnings.append(f"the full trace of this step failed: {err}")
+            return None
 
     # ------------------------------------------------------------------ the record
 
@@ -374,11 +390,12 @@ class Monitor:
         warnings = [w for call in calls for w in call.warnings] + state.warnings
         if not current.scheduled and origin is None and not warnings:
             return
-        if not state.updated:  # no optimizer step seen: gradients and the trace are read now
-            if trace_now and state.args is not None:
-                state.trace = self._trace(state)
-            if current.scheduled and calls:
-                state.clip_after = _after_clip(calls[-1], self.params)
+        if not state.updated and trace_now and state.args is not None:
+            state.trace = self._trace(state)  # no optimizer step seen: the trace is read now
+        if current.scheduled and calls and state.clip_after is None:
+            # clipped after "before the update" (Lightning clips after on_before_optimizer_step)
+            # or with no optimizer step seen: what it left is still in the gradients
+            state.clip_after = _after_clip(calls[-1], self.params)
         record = MonitorStep(
             step=current.number,
             loss=loss,
@@ -477,6 +494,7 @@ class _StepState:
     replay: Callable[[], Tensor] | None = None
     origin: NonFiniteOrigin | None = None
     updated: bool = False
+    lag: bool = False
     warnings: list[str] = field(default_factory=list)
 
 

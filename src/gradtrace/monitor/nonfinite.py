@@ -19,6 +19,7 @@ or random state.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -105,21 +106,36 @@ def _backward_origin(
         def fire(module: nn.Module, grad_input: Any, grad_output: Any) -> None:
             if not found and _finite(grad_output) and not _finite(grad_input):
                 found.append((path, module))
+            elif not found and not path and not _finite(grad_output):
+                found.append(("", model))  # dL/d(output) itself: the loss's own backward
 
         return fire
 
-    for path, module in model.named_modules():
-        if path:  # the model's own hook would see the loss's gradient first
-            handles.append(module.register_full_backward_hook(hook(path)))
+    for path, module in model.named_modules():  # the model's own hook fires first
+        handles.append(module.register_full_backward_hook(hook(path)))
     params = [p for p in model.parameters() if p.requires_grad]
     try:
-        with torch.enable_grad():
+        with torch.enable_grad(), warnings.catch_warnings():
+            # torch warns when a module's inputs need no gradient (an embedding's ids): the
+            # hook then sees only its output's, which is all this search reads there
+            warnings.simplefilter("ignore", UserWarning)
             loss = replay()
             torch.autograd.grad(loss, params, allow_unused=True)
     finally:
         for handle in handles:
             handle.remove()
     return found[0] if found else None
+
+
+def _bad_argument(args: tuple[Any, ...] | None, kwargs: dict[str, Any]) -> str | None:
+    """Which of the step's inputs holds NaN/Inf, in words ("input 0 at index (3, 0, 1)")."""
+    named = [(f"input {i}", a) for i, a in enumerate(args or ())] + list(kwargs.items())
+    for name, value in named:
+        if isinstance(value, Tensor) and value.is_floating_point():
+            bad = torch.nonzero(~torch.isfinite(value.detach()))
+            if bad.numel():
+                return f"{name} at index {tuple(bad[0].tolist())}"
+    return None
 
 
 def _recurrent_position(found: _Found) -> tuple[int | None, str | None, int | None]:
@@ -176,6 +192,12 @@ def locate(
         name for name, p in model.named_parameters() if p.grad is not None and not _finite(p.grad)
     )
     found: _Found | None = None
+    batch = _bad_argument(args, kwargs)
+    if batch is not None:
+        return NonFiniteOrigin(
+            quantity, "input", None, "", bad_params, None, None, None, (),
+            f"the batch itself holds NaN/Inf ({batch}): the model was called on it",
+        )  # fmt: skip
     with untouched(model):
         if rng is not None:
             torch.set_rng_state(rng)
@@ -192,6 +214,10 @@ def locate(
                 note = (
                     f"the forward stayed finite; the gradient first went non-finite in the "
                     f"backward of `{path}` ({type(module).__name__})"
+                    if path
+                    else "the forward stayed finite, but the loss's gradient by the model's "
+                    "output already is not: the loss's own backward made it (a sqrt or log "
+                    "at 0, say)"
                 )
                 return NonFiniteOrigin(
                     quantity, "backward", path, type(module).__name__, bad_params,
@@ -201,7 +227,7 @@ def locate(
         where = "the forward replayed finite" + (
             "" if replay is not None else "; pass replay= to Monitor.step to search the backward"
         )
-        note = f"the {quantity} was not finite; {where}" + (
+        note = where + (
             f"; non-finite gradients in {', '.join(bad_params[:5])}" if bad_params else ""
         )
         return NonFiniteOrigin(

@@ -94,10 +94,8 @@ class TensorBoardWriter:
             w.add_scalar("clip/acted", float(record.clip.acted), step)
         for prof in record.profiles:
             tag = prof.label.replace(" ", "_")
-            share = prof.recurrent_share
-            finite = share[share.isfinite()]
-            if finite.numel():
-                scalar(f"recurrent_share/{tag}", float(finite.mean()))
+            if math.isfinite(prof.mean_recurrent_share):  # the report's figure
+                scalar(f"recurrent_share/{tag}", prof.mean_recurrent_share)
             scalar(f"initial_grad/{tag}", prof.initial)
             logs = prof.total.clamp_min(1e-300).log10()
             good = logs[logs.isfinite()]

@@ -122,8 +122,9 @@ class TimeProfile(Record):
     @property
     def mean_recurrent_share(self) -> float:
         """The recurrent share averaged over the interior boundaries (the last one has no
-        later steps); NaN where it is not defined."""
-        share = self.recurrent_share[:-1] if len(self.boundaries) > 1 else self.recurrent_share
+        later steps, so nothing reaches it through time); NaN where it is not defined, as for
+        a sequence with no boundary before its last step (T <= K)."""
+        share = self.recurrent_share[:-1]
         finite = share[share.isfinite()]
         return float(finite.mean()) if finite.numel() else math.nan
 
@@ -134,8 +135,9 @@ class NonFiniteOrigin(Record):
 
     Attributes:
         quantity: What was not finite: "loss" or "gradient norm".
-        stage: "forward" (a module's output, from finite inputs), "backward" (a gradient,
-            from finite ones) or "unknown".
+        stage: "input" (the batch the model was called on), "forward" (a module's output,
+            from finite inputs), "backward" (a gradient, from finite ones; module "" when the
+            loss's own backward made it) or "unknown".
         module: The module's dotted path ("" for the model itself, None if not found).
         module_type: Its class name.
         parameters: Parameters whose gradients were not finite.

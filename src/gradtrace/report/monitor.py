@@ -69,6 +69,13 @@ def _share_verdicts(steps: list[MonitorStep]) -> list[str]:
         shares = [(step, p.mean_recurrent_share, p.chunk) for step, p in series]
         shares = [(step, v, k) for step, v, k in shares if math.isfinite(v)]
         if not shares:
+            short = series[-1][1]
+            if len(short.boundaries) == 1:  # T <= K: no boundary before the last step
+                lines.append(
+                    f"The recurrent share of {label} is not measured: its T = {short.steps} "
+                    f"steps end before the first chunk boundary (K = {short.chunk}); pass a "
+                    "chunk below T to the monitor."
+                )
             continue
         tail = len(shares)  # shares[tail:] is the run of recorded steps below the floor
         while tail > 0 and shares[tail - 1][1] < FLOOR:
