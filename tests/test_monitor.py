@@ -499,6 +499,19 @@ def test_a_sequence_shorter_than_the_default_chunk_still_has_a_boundary() -> Non
     assert math.isfinite(profile.mean_recurrent_share)
 
 
+def test_a_packed_batch_is_left_to_the_module_and_named_in_a_warning() -> None:
+    torch.manual_seed(5)
+    gru = nn.GRU(I, H, dtype=torch.float32)
+    monitor = Monitor(gru, None, every=1)
+    x, _ = data(0, torch.float32)
+    packed = nn.utils.rnn.pack_padded_sequence(x, torch.tensor([T, T - 2, T - 5]))
+    with monitor.step(0) as s:
+        s.loss(gru(packed)[1].pow(2).sum()).backward()
+    record = monitor.history[-1]
+    assert record.profiles == ()
+    assert any("`model` received a PackedSequence" in w for w in record.warnings)
+
+
 # ---------------------------------------------------------------- the clipping audit
 
 

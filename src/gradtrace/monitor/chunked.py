@@ -138,14 +138,21 @@ def _initial(module: nn.RNNBase, hx: Any, index: int, batch: int, like: Tensor) 
 
 
 def chunked_forward(
-    module: nn.RNNBase, record: list[LayerRecord], path: str, chunk: int | None, keep: bool
+    module: nn.RNNBase,
+    record: list[LayerRecord],
+    path: str,
+    chunk: int | None,
+    keep: bool,
+    on_packed: Callable[[str], None] | None = None,
 ) -> Callable[..., Any]:
     """A forward for `module` that runs in chunks and records into `record`; it takes and
     returns what the module's forward does. A PackedSequence goes to the module's own forward
-    (not profiled)."""
+    (not profiled: its sequences end at different steps), and `on_packed` hears of it."""
     own = type(module).forward
 
     def forward(input: Any, hx: Any = None) -> Any:
+        if isinstance(input, PackedSequence) and torch.is_grad_enabled() and on_packed:
+            on_packed(path)
         if isinstance(input, PackedSequence) or not torch.is_grad_enabled():
             return own(module, input, hx)
         unbatched = input.dim() == 2
@@ -298,9 +305,13 @@ def _last(
 
 @contextmanager
 def chunked(
-    modules: list[tuple[str, nn.Module]], chunk: int | None, keep: bool = False
+    modules: list[tuple[str, nn.Module]],
+    chunk: int | None,
+    keep: bool = False,
+    on_packed: Callable[[str], None] | None = None,
 ) -> Iterator[list[LayerRecord]]:
     """Run `modules` chunked for the duration of the block; yields the records they fill.
+    `on_packed` is told the path of a module that received a PackedSequence (not profiled).
 
     Each module's forward is replaced on the instance only (its class is untouched) and put
     back when the block ends, whatever happens inside.
@@ -311,7 +322,7 @@ def chunked(
         if type(module).forward is not _base(module).forward:
             continue  # a subclass with a forward of its own: left as it is
         if isinstance(module, nn.RNNBase):
-            module.forward = chunked_forward(module, record, path, chunk, keep)
+            module.forward = chunked_forward(module, record, path, chunk, keep, on_packed)
         else:
             module.forward = cell_forward(module, record, path, chunk)
         patched.append(module)

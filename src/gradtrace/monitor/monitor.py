@@ -260,8 +260,13 @@ class Monitor:
                 stack.callback(pre.remove)
                 stack.callback(post.remove)
             if scheduled:
+                packed = lambda path: state.warnings.append(  # noqa: E731
+                    f"`{path or 'model'}` received a PackedSequence, whose sequences end at "
+                    "different steps: its gradient through time is not profiled (pass the "
+                    "padded batch to profile it)"
+                )
                 state.records = stack.enter_context(
-                    chunking.chunked(self.recurrent, self.chunk, keep=lag)
+                    chunking.chunked(self.recurrent, self.chunk, keep=lag, on_packed=packed)
                 )
             yield current
         self._finish(current, state, lag, trace_now)
