@@ -593,3 +593,47 @@ def test_a_float64_loss_gradient_below_1e_154_is_measured_not_read_as_zero() -> 
     assert stepped.loss_grad_log10 is not None
     assert bool(torch.isfinite(stepped.loss_grad_log10).all())
     assert float(stepped.loss_grad_log10[:, 0].max()) < -160
+
+
+class DroppedCell(nn.Module):
+    """A GRU cell with dropout on its input and BatchNorm on its state: random or batch-bound
+    in train mode."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(9)
+        self.cell = nn.GRUCell(IN, H, dtype=DTYPE)
+        self.drop = nn.Dropout(0.3)
+        self.norm = nn.BatchNorm1d(H, dtype=DTYPE)
+
+    def forward(self, x: Tensor, h: Tensor) -> Tensor:
+        return self.norm(self.cell(self.drop(x), h))
+
+
+def test_trace_step_refuses_a_train_mode_step_that_draws_at_every_call() -> None:
+    from gradtrace.tracing import trace_step
+
+    cell, x, h0 = DroppedCell(), sequence(), torch.zeros(B, H, dtype=DTYPE)
+    rng = torch.get_rng_state()
+    with pytest.raises(GradtraceError, match=r"holds Dropout, BatchNorm1d in train mode"):
+        trace_step(cell, x, h0)
+    assert torch.equal(torch.get_rng_state(), rng)
+    cell.eval()  # deterministic: traced, and left as it was (BatchNorm's statistics, the RNG)
+    stats = (cell.norm.running_mean.clone(), cell.norm.running_var.clone())
+    flow = trace_step(cell, x, h0, loss_fn=lambda s: s.pow(2).sum())
+    assert flow.log10_norm.shape == (B, T) and not cell.training
+    assert torch.equal(cell.norm.running_mean, stats[0])
+    assert torch.equal(cell.norm.running_var, stats[1])
+    assert torch.equal(torch.get_rng_state(), rng)
+    assert all(p.grad is None for p in cell.parameters())
+
+
+def test_trace_step_names_the_input_when_the_step_rejects_it() -> None:
+    from gradtrace.tracing import trace_step
+
+    cell = nn.GRUCell(IN, H, dtype=DTYPE)
+    x = torch.randn(T, B, IN + 4, dtype=DTYPE)
+    with pytest.raises(
+        GradtraceError, match=r"failed on an input x_t of shape \(2, 7\) \(float64\)"
+    ):
+        trace_step(cell, x, torch.zeros(B, H, dtype=DTYPE))

@@ -17,11 +17,12 @@ batch independently (any ordinary cell does). Shapes: T time, B batch, I input, 
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from gradtrace.analysis.flow import (
     LyapunovOption,
@@ -35,7 +36,7 @@ from gradtrace.core.factors import DenseFactors, StatesShape
 from gradtrace.core.fixed_points import batched_jacobian
 from gradtrace.errors import GradtraceError, check
 from gradtrace.records.flow import GradientFlow
-from gradtrace.tracing.forward import LossFn, call_loss, check_inputs
+from gradtrace.tracing.forward import LossFn, call_loss, check_inputs, check_target, untouched
 
 State = Tensor | tuple[Tensor, ...]
 StepFn = Callable[[Tensor, Any], Any]
@@ -64,13 +65,22 @@ def _layout(s0: Any) -> _Layout:
     return _Layout(tuple(int(s.shape[-1]) for s in s0))
 
 
+def _dtype(t: Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
+
+
 def _call(step: StepFn, layout: _Layout, x_t: Tensor, s: Tensor) -> Tensor:
     """One step on the flat state, checked to keep its shape, (B, S)."""
     try:
         out = step(x_t, layout.split(s))
+    except GradtraceError:
+        raise
     except (RuntimeError, TypeError, ValueError, IndexError) as err:
         detail = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        message = f"`step` failed on a state of shape {tuple(s.shape)}: {detail}"
+        message = (
+            f"`step` failed on an input x_t of shape {tuple(x_t.shape)} ({_dtype(x_t)}) and a "
+            f"state of shape {tuple(s.shape)} ({_dtype(s)}): {detail}"
+        )
         raise GradtraceError(message) from err
     same = (
         isinstance(out, Tensor)
@@ -192,6 +202,8 @@ def trace_step(
     """
     check_metric(metric)
     check_lyapunov_option(lyapunov)
+    check_target(loss_fn, target)
+    _check_deterministic(step)
     x = check_inputs(inputs)
     check(x.ndim == 3, f"`inputs` must have shape (T, B, I), got {tuple(x.shape)}")
     layout = _layout(s0)
@@ -203,19 +215,40 @@ def trace_step(
         f"`s0` must have shape (B = {x.shape[1]}, S), got {tuple(flat0.shape)}",
     )
     measured = _block(block, layout, flat0.shape[1])
-    states = _states(step, layout, x, flat0, graph=loss_fn is not None)
-    profile = None
-    if loss_fn is not None:
-        profile = _loss_profile(loss_fn, target, layout, states, measured)
-    trajectory = torch.stack([s.detach() for s in states])  # (T + 1, B, S)
-    check_trajectory(trajectory)
-    starts = trajectory[:-1]  # (T, B, S): the state each step starts from
-    source = StepFunctionSource(step, layout, x.detach(), starts)
-    return assemble(
-        Steps(source, None, "step", "trajectory", block=measured),
-        metric=metric,
-        loss_grad_log10=profile,
-        lyapunov=lyapunov,
-        seed=seed,
-        module="step",
+    guard = untouched(step) if isinstance(step, nn.Module) else nullcontext()
+    with guard:  # a module's grads, attributes and the global RNGs stay as they were
+        states = _states(step, layout, x, flat0, graph=loss_fn is not None)
+        profile = None
+        if loss_fn is not None:
+            profile = _loss_profile(loss_fn, target, layout, states, measured)
+        trajectory = torch.stack([s.detach() for s in states])  # (T + 1, B, S)
+        check_trajectory(trajectory)
+        starts = trajectory[:-1]  # (T, B, S): the state each step starts from
+        source = StepFunctionSource(step, layout, x.detach(), starts)
+        return assemble(
+            Steps(source, None, "step", "trajectory", block=measured),
+            metric=metric,
+            loss_grad_log10=profile,
+            lyapunov=lyapunov,
+            seed=seed,
+            module="step",
+        )
+
+
+# Modules whose output in train mode depends on more than their input: fresh random masks at
+# every call, or the batch's own statistics (which the call also writes into the buffers).
+_STOCHASTIC = (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm, nn.RReLU)
+
+
+def _check_deterministic(step: Any) -> None:
+    """Refuse a step module that, in train mode, is not a function of its input: its Jacobians
+    (S more calls of it at each step) would not be those of the forward."""
+    if not isinstance(step, nn.Module):
+        return
+    live = [type(m).__name__ for m in step.modules() if isinstance(m, _STOCHASTIC) and m.training]
+    check(
+        not live,
+        f"`step` ({type(step).__name__}) holds {', '.join(dict.fromkeys(live))} in train mode, "
+        "which draws new masks or uses the batch's statistics at every call, so its Jacobians "
+        "would not be the forward's; pass step.eval(), or a step function with fixed masks",
     )
