@@ -95,3 +95,16 @@ def test_monitor_refuses_what_is_not_a_run(
     assert done.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("gradtrace: error: `RUN` must be a monitored run's folder")
+
+
+def test_monitor_names_the_run_when_its_log_is_not_a_monitors(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "wrong.jsonl"
+    log.write_text('{"format": "gradtrace.gradient_flow/1"}\n')
+    with pytest.raises(SystemExit) as done:
+        run(["monitor", str(log)])
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"gradtrace: error: `RUN` {str(log)!r} is not a monitored run's log: ")
+    assert err.count("\n") == 1

@@ -634,6 +634,7 @@ def test_a_missing_extra_is_named_in_one_sentence(monkeypatch: pytest.MonkeyPatc
         ({"chunk": 0}, "`chunk` must be a whole number of steps of at least 1"),
         ({"lag_every": -1}, "`lag_every` must be a whole number of at least 1"),
         ({"tensorboard": True}, "`tensorboard` needs a `log` folder"),
+        ({"log": "run.json"}, "`log` must be a folder or a .jsonl file, got 'run.json'"),
     ],
 )
 def test_bad_options_are_refused_in_one_sentence(kwargs: dict[str, Any], message: str) -> None:

@@ -206,10 +206,8 @@ class Monitor:
             parameters=tuple(self.names),
             recurrent=tuple(path for path, _ in self.recurrent),
             schedule=str(self.schedule),
-            lag_schedule="never" if lag_every is None else f"every {lag_every}th recorded step",
-            trace_schedule="never"
-            if trace_every is None
-            else f"every {trace_every}th recorded step",
+            lag_schedule=_nth(lag_every),
+            trace_schedule=_nth(trace_every),
             chunk=chunk or 0,
             started=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             version=_version(),
@@ -508,7 +506,13 @@ def _whole(value: object) -> bool:
 
 
 def _nth(n: int | None) -> str:
-    return "never" if n is None else f"every {n}th recorded step"
+    """ "every 2nd recorded step", "never" for None."""
+    if n is None:
+        return "never"
+    if n == 1:
+        return "every recorded step"
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"every {n}{suffix} recorded step"
 
 
 def _global(params: list[nn.Parameter]) -> float:

@@ -141,6 +141,11 @@ def open_writers(
             out.append(JsonlWriter(path))
             folder = path.parent
         else:
+            check(
+                path.suffix not in (".json", ".txt", ".log") or path.is_dir(),
+                f"`log` must be a folder or a .jsonl file, got {str(path)!r}, which names a "
+                f"{path.suffix} file; the log is one record per line: give a .jsonl name",
+            )
             folder = check_output_folder(path, "log")
             out.append(JsonlWriter(folder / LOG_NAME))
     if tensorboard:

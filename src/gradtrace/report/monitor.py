@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from gradtrace.errors import check
+from gradtrace.errors import GradtraceError, check
 from gradtrace.io.files import check_output_folder, write_text_atomic
 from gradtrace.records.files import load
 from gradtrace.records.monitor import MonitorReport, MonitorRun, MonitorStep
@@ -42,7 +42,10 @@ def read_run(run: str | Path) -> tuple[MonitorRun | None, list[MonitorStep]]:
         f"`run` must be a monitored run's folder (holding monitor.jsonl) or its .jsonl log, "
         f"got {str(run)!r}",
     )
-    records = load(path)
+    try:
+        records = load(path)
+    except GradtraceError as err:  # a log of something else, or damaged beyond a torn line
+        raise GradtraceError(f"`run` {str(path)!r} is not a monitored run's log: {err}") from None
     assert isinstance(records, list)  # a .jsonl log
     check(
         all(isinstance(r, MonitorRun | MonitorStep) for r in records),
