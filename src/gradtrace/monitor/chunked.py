@@ -151,9 +151,10 @@ def chunked_forward(
     own = type(module).forward
 
     def forward(input: Any, hx: Any = None) -> Any:
-        if isinstance(input, PackedSequence) and torch.is_grad_enabled() and on_packed:
-            on_packed(path)
-        if isinstance(input, PackedSequence) or not torch.is_grad_enabled():
+        packed, grad = isinstance(input, PackedSequence), torch.is_grad_enabled()
+        if packed or not grad:
+            if packed and grad and on_packed is not None:
+                on_packed(path)
             return own(module, input, hx)
         unbatched = input.dim() == 2
         x = input.unsqueeze(1) if unbatched else input
