@@ -317,6 +317,32 @@ BAD_INPUTS = [
         lambda p: ["--weights", _text_npz(p)], "must be a readable .npz archive", id="text-file"
     ),
     pytest.param(
+        lambda p: ["--weights", _text_npz(p)],
+        "not a zip archive of arrays",
+        id="regression-a-text-file-was-answered-with-numpys-pickle-advice",
+    ),
+    pytest.param(
+        lambda p: ["--hidden", "abc"],
+        "Input should be a valid integer, unable to parse string as an integer; got 'abc'",
+        id="regression-a-type-error-did-not-echo-the-value",
+    ),
+    pytest.param(
+        lambda p: ["--cell", "lstm", "--activation", "relu"],
+        "the lstm cell's are fixed",
+        id="regression-activation-of-a-gated-cell-was-ignored",
+    ),
+    pytest.param(
+        lambda p: ["--weights", _bad_npz(p), "--hidden", "99"],
+        "`--hidden` comes from the `--weights` file (W_hh is H x H)",
+        id="regression-hidden-beside-a-weights-file-was-ignored",
+    ),
+    pytest.param(
+        lambda p: ["--weights", _bad_npz(p), "--steps", "3"],
+        "`--steps` comes from the `--weights` file",
+        id="regression-steps-beside-a-weights-file-was-ignored",
+    ),
+    pytest.param(lambda p: ["--steps=1.5"], "; got '1.5'", id="regression-type-error-equals-form"),
+    pytest.param(
         lambda p: ["--weights", _npy_as_npz(p)],
         "must be a readable .npz archive",
         id="regression-npy-file-gave-a-typeerror-traceback",
@@ -454,3 +480,13 @@ def test_a_product_that_is_exactly_zero_still_plots(
     assert (code, err) == (0, "")
     assert "vanishing" in out
     assert figure.read_bytes().startswith(PNG_SIGNATURE)
+
+
+def test_train_refuses_a_run_over_the_memory_budget_before_it_starts(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # the new user's run grew to 4.4 GB before it was killed; now it is priced first
+    argv = ["train", "adding", "--steps", "100000000", "--length", "10000", "--hidden", "1024"]
+    code, out, err = invoke(["--max-memory", "6GB", *argv], capsys)
+    assert (code, out) == (2, "")
+    assert "of memory, over the budget of 6 GB; lower `--length`, `--hidden` or `--batch`" in err

@@ -95,9 +95,13 @@ def test_checkpoint_file_gives_the_numbers_of_analyse_with_states(
     assert report.mode == "checkpoint"
 
 
-def test_weights_file_sizes_override_the_options(tmp_path: Path) -> None:
-    report = run_curve(CurveConfig(hidden_size=99, input_size=7, steps=500, weights=save(tmp_path)))
+def test_weights_file_gives_the_sizes_and_refuses_them_given_again(tmp_path: Path) -> None:
+    report = run_curve(CurveConfig(weights=save(tmp_path)))
     assert (report.steps, report.hidden_size) == (T, H)
+    for given in ({"hidden_size": 99}, {"input_size": 7}, {"steps": 500}, {"seed": 3}):
+        name = next(iter(given))
+        with pytest.raises(GradtraceError, match=f"`{name}` comes from the `weights` file"):
+            run_curve(CurveConfig(weights=save(tmp_path), **given))  # was silently ignored
 
 
 def test_load_arrays_reads_every_array(tmp_path: Path) -> None:

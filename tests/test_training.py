@@ -124,3 +124,40 @@ def test_key_is_the_config() -> None:
 
 def test_public_train_is_this_one() -> None:
     assert gradtrace.train is train
+
+
+def test_an_image_task_runs_at_its_own_length_when_none_is_given() -> None:
+    # the digits are 64 pixels; mnist 784; every other task defaults to 100 (keys unchanged)
+    config = TrainConfig.from_dict({"task": "digits", "model": "lstm"})
+    assert config.length == 64
+    assert TrainConfig.from_dict({"task": "adding", "model": "lstm"}).length == 100
+    explicit = {"task": "adding", "model": "lstm", "length": 100}
+    assert TrainConfig.from_dict({"task": "adding", "model": "lstm"}) == TrainConfig(**explicit)
+
+
+def test_a_run_over_the_budget_is_refused_before_anything_is_built() -> None:
+    # T = 10,000, H = 1024, B = 64: autograd keeps about 18 GB of activations for one backward
+    huge = {**SMALL, "length": 10_000, "hidden_size": 1024, "batch_size": 64, "test_size": 64}
+    with gradtrace.budget(max_memory="6GB"), pytest.raises(GradtraceError, match="of memory"):
+        train(huge, show_progress=False)
+    # a run that fits in memory but would take hours names `steps` (the sweep path does not
+    # price time: a sweep is long by design)
+    long = {**SMALL, "steps": 10**7}
+    with gradtrace.budget(max_seconds=60), pytest.raises(GradtraceError, match="`steps`"):
+        train(long, show_progress=False)
+
+
+def test_the_run_estimate_is_within_a_factor_of_the_arithmetic() -> None:
+    # closed form: 6 flops per multiply-add of an LSTM step (4 gates, H (H + I) each, plus the
+    # readout), B T of them per optimizer step, at the float32 rate
+    from gradtrace.tasks import make_task
+    from gradtrace.training.train import FLOAT32_SPEEDUP, run_work
+
+    config = TrainConfig.from_dict({**SMALL, "hidden_size": 32, "steps": 100, "eval_every": 40})
+    task = make_task("adding", 12)
+    H, I, O, B, T = 32, task.input_size, task.output_size, 16, task.max_steps
+    train_flops = 100 * 6.0 * B * T * (4 * H * (H + I) + H * O)
+    test_flops = 3 * 2.0 * 64 * T * (4 * H * (H + I) + H * O)  # evaluations at 40, 80, 100
+    work = run_work(config, task)
+    assert work.flops == pytest.approx((train_flops + test_flops) / FLOAT32_SPEEDUP, rel=1e-12)
+    assert work.memory >= 4.0 * B * T * 7 * H  # the gates, c, h, tanh(c) of every step

@@ -43,6 +43,14 @@ from gradtrace.io.devices import DTYPES, choose_device, choose_dtype
 from gradtrace.records.flow import GradientFlow
 
 MODES = ("trajectory", "checkpoint")
+_FROM_WEIGHTS = {  # what a weights file fixes, and where
+    "hidden_size": "W_hh is H x H",
+    "input_size": "W_hx is H x I",
+    "steps": "x is T x I",
+    "batch": "one sequence x",
+    "spectrum": "W_hh is given",
+    "seed": "nothing is drawn",
+}
 
 
 @dataclass(frozen=True)
@@ -116,8 +124,21 @@ class CurveConfig:
                 f"needs `cell` rnn, got {self.cell!r}; give a gated cell's states to `analyse`",
             )
             check(self.batch == 1, f"`batch` must be 1 in checkpoint mode, got {self.batch}")
+        check(
+            self.cell == "rnn" or self.activation == "tanh",
+            f"`activation` is a vanilla RNN's phi; the {self.cell} cell's are fixed (sigmoid "
+            f"gates and tanh), got `activation` {self.activation!r} with `cell` {self.cell!r}",
+        )
         if self.weights is not None:
             check(self.cell == "rnn", f"`weights` holds a vanilla RNN, got `cell` {self.cell!r}")
+            defaults = {f.name: f.default for f in fields(self)}
+            for name in _FROM_WEIGHTS:  # the file holds these: a value given would be ignored
+                value = getattr(self, name)
+                check(
+                    value == defaults[name],
+                    f"`{name}` comes from the `weights` file ({_FROM_WEIGHTS[name]}), so it "
+                    f"cannot also be given, got {value!r}; leave it out",
+                )
         if self.spectrum is not None:
             parse_spectrum(self.spectrum)
 

@@ -121,6 +121,23 @@ def flag_message(message: str, argv: list[str]) -> str:
     return re.sub(r"`([A-Za-z_][A-Za-z0-9_]*)`", swap, message)
 
 
+def _typed(err: typer.TyperException, words: list[str]) -> str:
+    """The parser's message, with what was typed for the option it names: its type checks
+    ("Input should be a valid integer") do not say what they received."""
+    message = str(err.format_message())
+    opts = getattr(getattr(err, "param", None), "opts", None) or []
+    typed: list[str] = []
+    for i, word in enumerate(words):
+        option, equals, value = word.partition("=")
+        if word in opts and i + 1 < len(words):
+            typed.append(words[i + 1])
+        elif equals and option in opts:
+            typed.append(value)
+    if not typed or repr(typed[-1]) in message:
+        return message
+    return f"{message.rstrip('.')}; got {typed[-1]!r}"
+
+
 def _fail(message: str) -> None:
     sys.stderr.write(f"gradtrace: error: {message.rstrip('.')}.\n")
     raise SystemExit(2)
@@ -139,7 +156,7 @@ def run(argv: list[str] | None = None) -> None:
         _fail("unexpected end of input" if isinstance(stop.__cause__, EOFError) else "interrupted")
     except typer.TyperException as err:
         # An empty message comes with the help screen printed for a bare `gradtrace`.
-        _fail(err.format_message() or "a command is needed, listed above")
+        _fail(_typed(err, words) or "a command is needed, listed above")
     except OSError as err:
         _fail(f"{err.strerror or err}: {getattr(err, 'filename', '') or ''}".rstrip(": "))
     except MemoryError:

@@ -24,7 +24,10 @@ FLAGS = {
 def train_command(
     task: Annotated[str, typer.Argument(help="The task: adding, adding-mean, copy, digits, ...")],
     model: Annotated[str, typer.Option(help="The model: tanh, irnn, lstm, gru, ...")] = "lstm",
-    length: Annotated[int, typer.Option(help="Sequence length T.")] = 100,
+    length: Annotated[
+        int | None,
+        typer.Option(help="Sequence length T [default: 100; digits 64, mnist 784]."),
+    ] = None,
     hidden: Annotated[int, typer.Option(help="Hidden units H.")] = 64,
     batch: Annotated[int, typer.Option(help="Sequences per step B.")] = 64,
     steps: Annotated[int, typer.Option(help="Optimizer steps.")] = 1000,
@@ -37,7 +40,12 @@ def train_command(
     seed: Annotated[int, typer.Option(help="Seeds the initialisation and every batch.")] = 0,
     eval_every: Annotated[int, typer.Option(help="Steps between test evaluations.")] = 100,
     test_size: Annotated[int, typer.Option(help="Sequences in the test set.")] = 1000,
-    device: Annotated[str, typer.Option(help="cpu, cuda[:n] or auto.")] = "cpu",
+    device: Annotated[
+        str,
+        typer.Option(
+            help="cpu, cuda[:n] or auto; cpu by default, so a seeded run repeats on any machine."
+        ),
+    ] = "cpu",
     mnist_path: Annotated[
         Path | None, typer.Option(help="MNIST for the mnist tasks: IDX files' folder or .npz.")
     ] = None,
@@ -61,12 +69,13 @@ def train_command(
 
     config = TrainConfig.from_dict(
         {
-            "task": task, "model": model, "length": length, "hidden_size": hidden,
+            "task": task, "model": model, "hidden_size": hidden,
             "batch_size": batch, "steps": steps, "optimizer": optimizer, "lr": lr,
             "momentum": momentum, "clip": clip, "max_norm": max_norm, "reverse": reverse,
             "seed": seed, "eval_every": eval_every, "test_size": test_size, "device": device,
             "mnist_path": None if mnist_path is None else str(mnist_path),
         }
+        | ({} if length is None else {"length": length})
     )  # fmt: skip
     check_plot(plot)
     if out is not None:

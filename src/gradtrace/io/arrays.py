@@ -33,6 +33,11 @@ def load_arrays(path: str | Path, name: str = "path") -> dict[str, np.ndarray]:
     """
     path = Path(path)
     check(path.is_file(), f"`{name}` must be an existing .npz file, got {str(path)!r}")
+    check(  # before numpy, whose message for other files is about pickles
+        zipfile.is_zipfile(path),
+        f"`{name}` must be a readable .npz archive, got {str(path)!r} (not a zip archive of "
+        "arrays, as numpy.savez writes)",
+    )
     try:
         with np.load(path, allow_pickle=False) as data:
             return {key: np.asarray(data[key]) for key in data.files}

@@ -177,6 +177,42 @@ MODELS: dict[str, Builder] = {
 }
 
 
+@dataclass(frozen=True)
+class Footprint:
+    """The shape of a model's step, for pricing work before the model is built.
+
+    Attributes:
+        gates: Weight blocks a step multiplies by (4 for an LSTM, 3 for a GRU, else 1).
+        state: The state's size in units of H (2 for an LSTM's (h, c), else 1).
+        loop: Whether the steps run in Python (`LoopRNN`), one call each, not a fused kernel.
+        reparametrised: Whether every forward re-forms W_hh from a parametrisation (O(H^3)).
+    """
+
+    gates: int = 1
+    state: int = 1
+    loop: bool = False
+    reparametrised: bool = False
+
+
+_FOOTPRINTS = {
+    "lstm": Footprint(gates=4, state=2),
+    "lstm-chrono": Footprint(gates=4, state=2),
+    "gru": Footprint(gates=3),
+    "sigmoid": Footprint(loop=True),
+    "skip": Footprint(loop=True),
+    "orthogonal-constrained": Footprint(reparametrised=True),
+}
+
+
+def footprint(name: str) -> Footprint:
+    """The `Footprint` of model `name`.
+
+    Raises:
+        GradtraceError: if `name` is not a key of `MODELS`.
+    """
+    return _FOOTPRINTS.get(_check_name(name), Footprint())
+
+
 def _check_name(name: object) -> str:
     check(
         isinstance(name, str) and name in MODELS,

@@ -18,6 +18,7 @@ back the answer reaches (`dependency`) and the exact loss of the trivial predict
     permuted-mnist    1   10  last     classification  ln 10             783
 
     TASKS, make_task      the registry by name and the one builder (`tasks.registry`)
+    default_length        a task's length when none is given (digits 64, mnist 784, else 100)
     Task, TaskOptions     a built task: sample, test_set, loss, metric (`tasks.task`)
     reverse_inputs        the one input reversal (`make_task(..., reverse=True)`)
     pixel_permutation     the fixed permutation of the permuted image tasks
@@ -33,7 +34,7 @@ from __future__ import annotations
 
 from gradtrace.tasks.images import pixel_permutation
 from gradtrace.tasks.mnist_files import read_idx, read_mnist
-from gradtrace.tasks.registry import TASKS, Builder, make_task
+from gradtrace.tasks.registry import TASKS, Builder, default_length, make_task
 from gradtrace.tasks.task import Task, TaskOptions, reverse_inputs
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "Builder",
     "Task",
     "TaskOptions",
+    "default_length",
     "make_task",
     "pixel_permutation",
     "read_idx",

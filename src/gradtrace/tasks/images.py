@@ -21,6 +21,13 @@ from gradtrace.tasks.task import Task, TaskOptions
 
 CLASSES = 10
 DIGITS_PIXELS, MNIST_PIXELS = 64, 784
+# the image tasks take one step per pixel: their length is fixed
+FIXED_LENGTHS = {
+    "digits": DIGITS_PIXELS,
+    "permuted-digits": DIGITS_PIXELS,
+    "mnist": MNIST_PIXELS,
+    "permuted-mnist": MNIST_PIXELS,
+}
 DIGITS_SAMPLES, DIGITS_TEST = 1797, 360  # about a fifth held out
 DIGITS_SPLIT_SEED = 0  # seeds the one shuffle that splits the digits into train and test
 

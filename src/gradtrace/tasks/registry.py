@@ -11,7 +11,7 @@ from pathlib import Path
 
 from gradtrace.errors import check, check_seed
 from gradtrace.tasks.arithmetic import adding, adding_mean, multiplication
-from gradtrace.tasks.images import digits, mnist, permuted_digits, permuted_mnist
+from gradtrace.tasks.images import FIXED_LENGTHS, digits, mnist, permuted_digits, permuted_mnist
 from gradtrace.tasks.symbols import copy, temporal_order, temporal_order_3
 from gradtrace.tasks.task import Task, TaskOptions, reverse_inputs
 
@@ -29,6 +29,13 @@ TASKS: dict[str, Builder] = {
     "mnist": mnist,
     "permuted-mnist": permuted_mnist,
 }
+DEFAULT_LENGTH = 100
+
+
+def default_length(name: str) -> int:
+    """The length a task runs at when none is given: an image task's own number of pixels
+    (digits 64, mnist 784), otherwise `DEFAULT_LENGTH`."""
+    return FIXED_LENGTHS.get(name, DEFAULT_LENGTH)
 
 
 def make_task(

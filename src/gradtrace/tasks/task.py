@@ -90,6 +90,11 @@ class Task:
     reversed: bool = False
     scored_steps: int | None = None
 
+    @property
+    def max_steps(self) -> int:
+        """The most steps a drawn sequence has: `steps`, or under 1.1 T for adding-mean."""
+        return self.steps or (11 * self.length + 9) // 10
+
     def sample(self, batch_size: int, generator: torch.Generator) -> tuple[Tensor, Tensor]:
         """A batch: x (B, T', I) float32 and y ((B,) float32, (B,) or (B, T') int64).
 
@@ -199,8 +204,8 @@ def _check_draw(name: str, size: object, generator: object, task: Task) -> None:
         f"`generator` must be a torch.Generator, got {type(generator).__name__}",
     )
     assert isinstance(size, int)  # for the type checker
-    steps = task.steps or (11 * task.length + 9) // 10  # adding-mean: L < 1.1 T
-    require(Work(memory=4.0 * size * steps * (task.input_size + 2)), f"`{name}` or `length`")
+    memory = 4.0 * size * task.max_steps * (task.input_size + 2)
+    require(Work(memory=memory), f"`{name}` or `length`")
 
 
 def ceil_div(n: int, d: int) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 from gradtrace.errors import GradtraceError, check
 from gradtrace.models import MODELS
 from gradtrace.records.training import config_key
-from gradtrace.tasks import TASKS
+from gradtrace.tasks import TASKS, default_length
 
 OPTIMIZERS = ("adam", "sgd", "rmsprop")
 CLIPS = ("norm", "value", "none")
@@ -107,7 +107,8 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, data: Any) -> TrainConfig:
-        """A config from a dict (a TOML table, JSON, the CLI's options); missing fields default.
+        """A config from a dict (a TOML table, JSON, the CLI's options); missing fields default
+        (a missing `length` to the task's own: 64 for digits, 784 for mnist, else 100).
 
         Raises:
             GradtraceError: naming the first key that is unknown or whose value does not fit.
@@ -122,6 +123,8 @@ class TrainConfig:
         check("task" in data, "a run's config needs a `task`, e.g. task = 'adding'")
         check("model" in data, "a run's config needs a `model`, e.g. model = 'lstm'")
         values = dict(data)
+        if "length" not in values and values["task"] in TASKS:  # digits 64, mnist 784
+            values["length"] = default_length(values["task"])
         for name in (
             "lr",
             "momentum",

@@ -24,9 +24,12 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from gradtrace.budgets import Work, require
+from gradtrace.core.engine import sweep_work
+from gradtrace.core.matrix_free import matrix_free_work
 from gradtrace.errors import check
 from gradtrace.io.devices import choose_device
-from gradtrace.models import build_model
+from gradtrace.models import build_model, footprint
 from gradtrace.monitor import Monitor, every
 from gradtrace.progress import progress
 from gradtrace.records.base import Record
@@ -36,6 +39,13 @@ from gradtrace.tasks import Task, make_task
 from gradtrace.training.config import TrainConfig
 from gradtrace.training.exact import exact_flow
 
+# Training runs in float32 through fused kernels, which this kind of machine runs far faster
+# than the float64 small-matrix rate `budgets.FLOPS` assumes. Measured (adding, LSTM, B = 64,
+# one Adam step): H = 64, T = 100 took 19.5 ms and H = 256, T = 200 took 219 ms, which fit
+# about 1e11 flop/s plus 0.13 ms per time step; a run is priced at half that rate and at
+# 12 calls (`budgets.STEP_SECONDS` each) per time step, about twice what it takes.
+FLOAT32_SPEEDUP = 25.0
+CALLS_PER_STEP = 12.0
 TEST_SEED = 2**31 - 1  # the test set's own seed: the same test set for every run of a task
 MONITOR_RECORDS = 50  # records per run when `monitor_every` is 0
 
@@ -45,6 +55,7 @@ def train(
     *,
     log: str | Path | None = None,
     show_progress: bool = True,
+    price_time: bool = True,
 ) -> TrainRun:
     """Train `config.model` on `config.task` and record the run.
 
@@ -53,12 +64,15 @@ def train(
         log: A folder for the monitor's JSON Lines log (`gradtrace monitor LOG` reads it);
             None keeps the monitor's records in memory only.
         show_progress: A progress bar on a terminal.
+        price_time: Refuse a run whose estimated time is over the budget in force (its memory
+            is always priced); a sweep's workers pass False, a sweep being long by design.
 
     Returns:
         The run's `TrainRun` record, finished or diverged.
 
     Raises:
-        GradtraceError: on a bad config (naming the field), before anything is trained.
+        GradtraceError: on a bad config (naming the field), or a run over the work budget
+            (`gradtrace.budget`), before anything is trained.
 
     Example:
         >>> run = gradtrace.train({"task": "adding", "model": "lstm", "steps": 200})
@@ -75,6 +89,10 @@ def train(
     task = make_task(
         config.task, config.length, reverse=config.reverse, mnist_path=config.mnist_path
     )
+    work = run_work(config, task)
+    require(Work(memory=work.memory), "`length`, `hidden_size` or `batch_size`")
+    if price_time:
+        require(Work(flops=work.flops, steps=work.steps), "`steps`, `length` or `hidden_size`")
     test_x, test_y = (t.to(device) for t in task.test_set(config.test_size, _generator(TEST_SEED)))
     model = build_model(
         config.model,
@@ -155,10 +173,44 @@ def train(
     )
 
 
+def run_work(config: TrainConfig, task: Task) -> Work:
+    """What a run of `config` on `task` costs, priced before anything is built.
+
+    Per optimizer step a forward and a backward through every step (6 flops per multiply-add
+    of the gates, the readout included, at the float32 rate), the float32 activations
+    autograd keeps for it, and the Python-level calls per time step (twice as many for a
+    loop model); the test evaluations (forward only, no graph); and the memory and calls of
+    the exact flow measured before and after (exact or matrix-free, whichever
+    `gradtrace.trace` would run).
+    """
+    shape = footprint(config.model)
+    T, B, H = task.max_steps, config.batch_size, config.hidden_size
+    I, O = task.input_size, task.output_size
+    multiply_adds = shape.gates * H * (H + I) + H * O  # one time step of one sequence
+    per_step = 6.0 * B * T * multiply_adds + (10.0 * H**3 if shape.reparametrised else 0.0)
+    evaluations = -(-config.steps // config.eval_every)  # every eval_every steps and the last
+    test = config.test_size  # at most: a data set's test split may be smaller
+    flops = config.steps * per_step + evaluations * 2.0 * test * T * multiply_adds
+    flops /= FLOAT32_SPEEDUP
+    calls = config.steps * (60.0 + CALLS_PER_STEP * T * (2.0 if shape.loop else 1.0))
+    memory = 4.0 * B * T * ((shape.gates + 3) * H + I + O)  # what one backward reads
+    memory = max(memory, 4.0 * test * T * (shape.gates + 2) * H)  # one evaluation's forward
+    work = Work(memory=memory, flops=flops, steps=calls)
+    if not shape.loop:  # the loop models' flow is not measured
+        S, probes = shape.state * H, min(config.trace_size, test)
+        exact = sweep_work(T, probes, S, "spectral")
+        cheaper = min(exact, matrix_free_work(T, probes, S), key=lambda w: w.seconds)
+        # its memory and calls; its arithmetic is what `gradtrace.trace` chose to fit the
+        # budget (and the float64 rate assumed there is far below a large matmul's)
+        work = work + Work(memory=cheaper.memory, steps=2.0 * cheaper.steps)
+    return work
+
+
 def run_config(config: dict[str, Any]) -> dict[str, Any]:
     """One run from a config dict, as its record's JSON-ready dict: what a sweep's worker
-    calls (in another process or on a Dask worker), with no progress bar."""
-    return train(config, show_progress=False).to_dict()
+    calls (in another process or on a Dask worker), with no progress bar. Its memory is priced
+    against the budget, its time is not: a sweep's runs are long work by design."""
+    return train(config, show_progress=False, price_time=False).to_dict()
 
 
 class _Keep:
@@ -209,7 +261,8 @@ def _evaluate(
     model: nn.Module, task: Task, x: Tensor, y: Tensor, step: int, curves: dict[str, list[float]]
 ) -> None:
     model.eval()
-    out = model(x)
+    with torch.no_grad():  # no graph for the test set
+        out = model(x)
     curves["eval_step"].append(step)
     curves["test_loss"].append(float(task.loss(out, y)))
     curves["test_metric"].append(float(task.metric(out, y)))
