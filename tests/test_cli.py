@@ -222,6 +222,12 @@ def test_every_subcommand_has_help_with_an_example(
     assert "--help" in out
 
 
+def test_the_explore_help_names_the_extra_to_install(capsys: pytest.CaptureFixture[str]) -> None:
+    # the help's markup ate "[explorer]", leaving pip install 'gradtrace'
+    code, out, _ = invoke(["explore", "--help"], capsys)
+    assert code == 0 and "pip install 'gradtrace[explorer]'" in " ".join(out.split())
+
+
 def test_no_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = invoke([], capsys)
     assert code == 2

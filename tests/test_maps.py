@@ -288,7 +288,7 @@ def test_orbit_over_the_work_budget_is_refused_before_allocating() -> None:
     [
         (lambda: chaos.bifurcation("logistic", 3.0, 3.0), "lo < hi"),
         (lambda: chaos.bifurcation("logistic", 3.5, 2.5), "lo < hi"),
-        (lambda: maps.get_map("tent"), "`map` must be one of"),
+        (lambda: maps.get_map("tent"), "`name` must be one of"),  # its argument
         (lambda: maps.orbit(maps.get_map("quadratic", 1.0), 0.0, 50), "escaped to infinity"),
         (lambda: chaos.iterates(maps.get_map("logistic"), (0, 2)), "`orders`"),
         (lambda: chaos.iterates(maps.get_map("logistic"), points=0), "`points`"),

@@ -254,3 +254,10 @@ def test_trace_records_written_by_the_cli_read_back(
         path.write_text(capsys.readouterr().out)
         back = gradtrace.load(path)
         assert isinstance(back, Record) and kind == back.KIND
+
+
+def test_a_figure_path_that_cannot_be_written_names_the_argument_path(tmp_path: Path) -> None:
+    # gradtrace.plot(record, path) named it `plot` (the CLI's option), which it has no argument
+    with pytest.raises(GradtraceError, match=r"^`path` must end in \.png, \.pdf, \.svg"):
+        gradtrace.plot(dead_relu_flow(), tmp_path / "figure.txt")
+    assert list(tmp_path.iterdir()) == []

@@ -407,6 +407,20 @@ def test_export_needs_a_file_to_write(tmp_path: Path, capsys: pytest.CaptureFixt
     assert code == 2 and "`STORE` must be an existing gradtrace results store" in err
 
 
+@pytest.mark.parametrize(("flag", "suffix"), [("--parquet", ".parquet"), ("--csv", ".csv")])
+def test_export_refuses_a_file_of_another_kind_and_writes_nothing(
+    flag: str, suffix: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ResultsStore(tmp_path / "s.sqlite").close()
+    target = tmp_path / "out.txt"  # a new user's Parquet export went to out.txt, exit 0
+    code, out, err = invoke(
+        ["sweep", "export", str(tmp_path / "s.sqlite"), flag, str(target)], capsys
+    )
+    assert (code, out) == (2, "")
+    assert f"`{flag}` must end in {suffix}" in err
+    assert not target.exists()
+
+
 @pytest.mark.parametrize("command", ["run", "export"])
 def test_each_sweep_command_has_help_with_an_example(
     command: str, capsys: pytest.CaptureFixture[str]

@@ -531,6 +531,19 @@ def test_demo_is_the_tour_and_builds_the_sections_asked_for(tmp_path: Path) -> N
     )
 
 
+def test_a_tour_of_fewer_sections_removes_the_records_it_no_longer_shows(
+    tmp_path: Path,
+) -> None:
+    out = tmp_path / "demo"
+    for sections in (["depth", "fixed-points"], ["fixed-points"]):
+        argv = ["tour", "--out", str(out)] + [w for s in sections for w in ("--section", s)]
+        assert invoke(argv)[0] == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert not [n for n in names if n.startswith("depth.")]  # stale beside the page before
+    assert [n for n in names if n.startswith("fixed-points.")]
+    assert "tour.html" in names
+
+
 @pytest.mark.parametrize(
     ("argv", "message"),
     [

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 
+# The help is rich markup: "\[" keeps the brackets of the pip command from being eaten.
 def explore_command(
     runs: Annotated[
         Path | None,
@@ -25,11 +26,11 @@ def explore_command(
         bool, typer.Option("--browser/--no-browser", help="Open the page in a browser.")
     ] = True,
 ) -> None:
-    """Open the explorer: a local page whose panels recompute through the library on every
+    r"""Open the explorer: a local page whose panels recompute through the library on every
     change (activations, an RNN through time, depth, dynamics, recorded runs and sweeps).
 
     It prints its URL; the whole view lives in the address bar, so a view can be shared and a
-    reload restores it. It needs the explorer extra: pip install 'gradtrace[explorer]'.
+    reload restores it. It needs the explorer extra: pip install 'gradtrace\[explorer]'.
 
     Example: gradtrace explore --runs runs/ --store runs/clipping.sqlite --port 8050
     """

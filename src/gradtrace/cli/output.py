@@ -26,7 +26,7 @@ def check_plot(plot: Path | None) -> None:
     if plot is not None:
         from gradtrace.plots import check_figure_path
 
-        check_figure_path(plot)
+        check_figure_path(plot, "plot")
 
 
 def finish(

@@ -106,15 +106,16 @@ def export_command(
     """
     from gradtrace.io.files import check_output_file
     from gradtrace.store import export_csv, export_parquet
+    from gradtrace.store.export import CSV_SUFFIXES, PARQUET_SUFFIXES
 
     check(
         parquet is not None or csv is not None,
         "give `parquet` or `csv` (or both): the file to write",
     )
     if parquet is not None:
-        check_output_file(parquet, "parquet")
+        check_output_file(parquet, "parquet", PARQUET_SUFFIXES)
     if csv is not None:
-        check_output_file(csv, "csv")
+        check_output_file(csv, "csv", CSV_SUFFIXES)
     written = []
     if parquet is not None:
         written.append(export_parquet(store_path, parquet))

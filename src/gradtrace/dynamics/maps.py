@@ -104,7 +104,7 @@ class IteratedMap:
 
 def get_family(name: str) -> MapFamily:
     """Look up a built-in family by its CLI name; raises GradtraceError if unknown."""
-    check(name in MAPS, f"`map` must be one of {', '.join(MAPS)}, got {name!r}")
+    check(name in MAPS, f"`name` must be one of {', '.join(MAPS)}, got {name!r}")
     return MAPS[name]
 
 

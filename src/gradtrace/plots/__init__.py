@@ -39,7 +39,7 @@ FIGURES = {
 }
 
 
-def check_figure_path(path: str | Path, name: str = "plot") -> Path:
+def check_figure_path(path: str | Path, name: str = "path") -> Path:
     """Refuse a figure path that cannot be written, before any work is done.
 
     Raises:

@@ -23,7 +23,7 @@ from gradtrace.records.reproduce import ClaimResult, Reproduction
 from gradtrace.records.training import TrainRun
 from gradtrace.reproduce.claims import Claim, cpu_claims, full_claims
 from gradtrace.store import ResultsStore
-from gradtrace.sweeps import run_configs
+from gradtrace.sweeps import check_arguments, run_configs, train_runner
 from gradtrace.training import TrainConfig
 
 PROTOCOLS = ("quick", "cpu", "full")
@@ -65,6 +65,7 @@ def reproduce(
     """
     claims = claims_of(protocol)
     folder = check_output_folder(out, "out")
+    check_arguments(workers, dask, train_runner)  # before the folder is made
     folder.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     configs = [TrainConfig.from_dict(c) for claim in claims for c in claim.runs]

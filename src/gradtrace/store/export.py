@@ -14,6 +14,9 @@ from gradtrace.errors import GradtraceError
 from gradtrace.io.files import check_output_file, write_atomic
 from gradtrace.store.results import connect
 
+PARQUET_SUFFIXES = (".parquet", ".pq")
+CSV_SUFFIXES = (".csv",)
+
 
 def flat_table(store_path: str | Path) -> tuple[list[str], list[tuple[Any, ...]]]:
     """The column names and the rows of the store's `runs_flat` view, in the order the runs
@@ -52,7 +55,7 @@ def export_parquet(store_path: str | Path, out_path: str | Path) -> Path:
             "writing Parquet needs pyarrow, which is not installed: pip install "
             "'gradtrace[parquet]'"
         ) from None
-    out = check_output_file(out_path, "out_path")
+    out = check_output_file(out_path, "out_path", PARQUET_SUFFIXES)
     names, rows = flat_table(store_path)
 
     def column(values: list[Any]) -> Any:
@@ -75,7 +78,7 @@ def export_csv(store_path: str | Path, out_path: str | Path) -> Path:
     Raises:
         GradtraceError: if `store_path` is not a store or `out_path` cannot be written.
     """
-    out = check_output_file(out_path, "out_path")
+    out = check_output_file(out_path, "out_path", CSV_SUFFIXES)
     names, rows = flat_table(store_path)
 
     def write(tmp: Path) -> None:

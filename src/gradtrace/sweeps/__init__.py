@@ -15,12 +15,19 @@ Example:
 """
 
 from gradtrace.sweeps.backends import run_dask, run_local
-from gradtrace.sweeps.run import SweepSummary, run_configs, run_sweep, train_runner
+from gradtrace.sweeps.run import (
+    SweepSummary,
+    check_arguments,
+    run_configs,
+    run_sweep,
+    train_runner,
+)
 from gradtrace.sweeps.spec import SweepSpec, configs_spec, load_spec, parse_spec, train_config
 
 __all__ = [
     "SweepSpec",
     "SweepSummary",
+    "check_arguments",
     "configs_spec",
     "load_spec",
     "parse_spec",

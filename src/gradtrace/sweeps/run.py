@@ -107,7 +107,7 @@ def run_sweep(
     """
     started = time.perf_counter()
     runner = runner or train_runner
-    _check_arguments(workers, dask, runner)
+    check_arguments(workers, dask, runner)
     db = store if isinstance(store, ResultsStore) else ResultsStore(store, name="store")
     try:
         done = db.finished_keys()
@@ -160,7 +160,8 @@ def run_configs(
     return run_sweep(spec, store, workers=workers, dask=dask, runner=runner, progress=progress)
 
 
-def _check_arguments(workers: int | None, dask: str | None, runner: Runner) -> None:
+def check_arguments(workers: int | None, dask: str | None, runner: Runner) -> None:
+    """Refuse bad `workers`, `dask` or `runner` before anything is created or run."""
     check(
         workers is None
         or (isinstance(workers, int) and not isinstance(workers, bool) and workers >= 1),

@@ -136,6 +136,8 @@ def run_tour(
         for s in built
         for name, record in s.records.items()
     ]
+    for stale in _earlier_records(folder, written):  # the page no longer shows them
+        stale.unlink()
     return Tour(
         page,
         tuple(built),
@@ -143,6 +145,18 @@ def run_tour(
         time.perf_counter() - started,
         None if found is None else found[1],
     )
+
+
+def _earlier_records(folder: Path, written: Sequence[Path]) -> list[Path]:
+    """Record files an earlier tour wrote into `folder` (SECTION.NAME.json of a known
+    section) that this one did not: a tour of fewer sections left them beside its page."""
+    kept = {p.resolve() for p in written}
+    return [
+        path
+        for sid in SECTIONS
+        for path in folder.glob(f"{sid}.*.json")
+        if path.resolve() not in kept
+    ]
 
 
 _INTRO = (
