@@ -699,3 +699,43 @@ def test_the_lightning_callback_records_what_the_plain_monitor_does(tmp_path: Pa
             torch.testing.assert_close(pa.total, pb.total, rtol=1e-5, atol=0)
         for sa, sb in zip(a.parameters, b.parameters, strict=True):
             assert sa.update_ratio == pytest.approx(sb.update_ratio, rel=1e-4)
+
+
+def test_the_profile_heatmap_puts_uneven_steps_and_boundaries_at_their_places() -> None:
+    # log-spaced steps 1, 2, 10 and boundaries 0, 25, 50, 57 (the last one T - 1): the map was
+    # one column and one row per entry, evenly spaced, with no x label under the reproduction
+    import matplotlib.pyplot as plt
+
+    from gradtrace.plots.monitor import draw_profile_heatmap
+    from gradtrace.records import TimeProfile
+
+    def profile(scale: float, boundaries: tuple[int, ...] = (0, 25, 50, 57)) -> TimeProfile:
+        total = 10.0 ** torch.arange(len(boundaries), dtype=torch.float64) * scale
+        return TimeProfile(
+            module="rnn", layer=0, direction="forward", cell="rnn", steps=boundaries[-1] + 1,
+            chunk=25, boundaries=boundaries, recurrent=total, direct=total * 0, total=total,
+            cell_state=None, initial=1.0,
+        )  # fmt: skip
+
+    fig, ax = plt.subplots()
+    try:
+        mesh = draw_profile_heatmap(ax, [(1, profile(1)), (2, profile(2)), (10, profile(4))], "rnn")
+        corners = mesh.get_coordinates()  # (rows + 1, columns + 1, 2)
+        x_edges, y_edges = corners[0, :, 0], corners[:, 0, 1]
+        assert x_edges.tolist() == [0.5, 1.5, 6.0, 14.0]  # midpoints, half a gap beyond the ends
+        assert y_edges.tolist() == [-12.5, 12.5, 37.5, 53.5, 60.5]
+        values = mesh.get_array().reshape(4, 3)
+        assert values[:, 0].tolist() == pytest.approx([0.0, 1.0, 2.0, 3.0], abs=1e-12)  # log10
+        assert ax.get_xlabel() == "training step" and ax.get_ylabel().startswith("boundary b")
+        # adding-mean draws T per batch: each profile's last boundary goes in one top row
+        # (before: a row per distinct T, each mostly empty)
+        varying = [(0, profile(1, (25, 50, 101))), (5, profile(1, (25, 50, 100, 104)))]
+        mesh = draw_profile_heatmap(ax, varying, "rnn")
+        assert mesh.get_coordinates()[:, 0, 1].tolist() == [12.5, 37.5, 75.0, 102.0, 106.0]
+        values = mesh.get_array().reshape(4, 2)
+        assert values[:, 0].tolist()[:2] == [0.0, 1.0] and values[3, 0] == pytest.approx(2.0)
+        assert bool(values.mask[2, 0]) and values[2, 1] == pytest.approx(2.0)
+        assert values[3, 1] == pytest.approx(3.0)
+        assert "each batch's T" in ax.get_ylabel()
+    finally:
+        plt.close(fig)

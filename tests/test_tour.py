@@ -615,3 +615,23 @@ def test_the_data_block_cannot_end_the_script_early() -> None:
     html = render_page([stop], intro="", footer="")
     assert page_data(html)["sections"]["x"]["text"] == "</script><script>alert(1)</script>"
     assert html.count("</script>") == 1
+
+
+def test_the_gated_cells_figure_holds_every_curve_whole() -> None:
+    # the figure's fixed limits (-20, 2) cut off the LSTM's default cell path, which decays
+    # below -20 over T steps; the limits now come from the lines drawn
+    import matplotlib.pyplot as plt
+
+    from gradtrace.plots.figure import lines_limits
+
+    fig, ax = plt.subplots()
+    try:
+        ax.plot([0, 1, 2], [0.5, -3.0, np.nan])
+        ax.plot([0, 1, 2], [-1.0, -35.0, -np.inf])  # NaN and -inf are gaps, not limits
+        assert lines_limits(ax) == (-36.0, 1.5)
+        assert lines_limits(ax, margin=0.5) == (-35.5, 1.0)
+    finally:
+        plt.close(fig)
+    fig, ax = plt.subplots()
+    assert lines_limits(ax) == (-1.0, 1.0)
+    plt.close(fig)

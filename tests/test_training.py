@@ -161,3 +161,28 @@ def test_the_run_estimate_is_within_a_factor_of_the_arithmetic() -> None:
     work = run_work(config, task)
     assert work.flops == pytest.approx((train_flops + test_flops) / FLOAT32_SPEEDUP, rel=1e-12)
     assert work.memory >= 4.0 * B * T * 7 * H  # the gates, c, h, tanh(c) of every step
+
+
+def test_the_dependency_is_drawn_where_the_curves_reach_it_and_named_beyond() -> None:
+    # adding-mean's dependency (108 at T = 100) was drawn left of every curve of a test set
+    # whose sequences were shorter; now it is a line inside the measured range only
+    import dataclasses
+
+    import matplotlib.pyplot as plt
+
+    from gradtrace.plots.training import _dependency
+
+    run = train(SMALL, show_progress=False)
+    assert run.before is not None
+    measured = run.before.steps
+    fig, ax = plt.subplots()
+    try:
+        for dependency in (measured - 2, measured + 50):
+            changed = dataclasses.replace(run, metrics={**run.metrics, "dependency": dependency})
+            _dependency(ax, changed)
+        lines = {line.get_label(): line.get_xdata() for line in ax.get_lines()}
+        assert list(lines[f"dependency {measured - 2}"]) == [-(measured - 2)] * 2
+        beyond = f"dependency {measured + 50} (> {measured} steps measured)"
+        assert len(lines[beyond]) == 0  # in the legend only
+    finally:
+        plt.close(fig)

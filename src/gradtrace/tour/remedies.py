@@ -1,7 +1,7 @@
 """The remedies (lectures 000 section 1.6 and 003): the reproduction's table and figures when
 `make reproduce` has run, otherwise two short training runs made on the spot.
 
-The reproduction (`gradtrace reproduce`, about ten published claims, under 15 minutes) is read
+The reproduction (`gradtrace reproduce`, ten published claims, about 4 minutes) is read
 from its report folder, OUT/reproduction.json (a `Reproduction` record) and the figures beside
 it. Without one, the tour trains a tanh RNN and a GRU on the adding problem at T = 50 for 400
 steps each (seconds on a CPU): the claim checked is the reproduction's "a vanilla RNN stays at
