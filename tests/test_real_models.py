@@ -14,6 +14,7 @@ Float64 throughout; tolerance 1e-8 on log10 (the two sides agree to about 1e-13)
 
 from __future__ import annotations
 
+import copy
 import json
 import textwrap
 from pathlib import Path
@@ -642,3 +643,108 @@ def test_cli_loss_errors_are_one_sentence(
     code, _, err = invoke([*args, *extra], capsys)
     assert code == 2
     assert err.startswith("gradtrace: error: ") and message in err and err.count("\n") == 1
+
+
+class KeywordTagger(nn.Module):
+    """A forward that takes keywords only and returns a dict, and has its own `mode`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.rnn = nn.GRU(3, 6, batch_first=True, dtype=torch.float64)
+        self.out = nn.Linear(6, 2, dtype=torch.float64)
+
+    def forward(self, *, x: Tensor, mode: str = "mean") -> dict[str, Tensor]:
+        h, _ = self.rnn(x)
+        pooled = h.mean(1) if mode == "mean" else h[:, -1]
+        return {"logits": self.out(pooled), "states": h}
+
+
+def test_a_keyword_only_forward_is_called_with_its_keywords() -> None:
+    # refused before as "`model` must be given its inputs ... got none"
+    torch.manual_seed(0)
+    model, x = KeywordTagger(), torch.randn(2, 9, 3, dtype=torch.float64)
+    loss = lambda out: out["logits"].pow(2).sum()  # noqa: E731
+    by_keyword = trace(model, x=x, loss_fn=loss)
+    reference = trace(model.rnn, x)  # the same GRU on the same input
+    layer = by_keyword.layers[0]
+    assert torch.allclose(layer.log10_norm, reference.layers[0].log10_norm, rtol=0, atol=1e-12)
+    assert layer.loss_grad_log10 is not None
+
+
+def test_a_forward_option_named_like_a_trace_option_goes_through_forward_kwargs() -> None:
+    torch.manual_seed(0)
+    model, x = KeywordTagger(), torch.randn(2, 9, 3, dtype=torch.float64)
+    loss = lambda out: out["logits"].pow(2).sum()  # noqa: E731
+    with pytest.raises(GradtraceError) as refused:
+        trace(model, x=x, loss_fn=loss, mode="last")  # the model's mode, read as trace's
+    message = str(refused.value)
+    assert message.startswith("`mode` must be one of model, train, eval, got 'last'")
+    assert "`model.forward` also takes `mode`" in message and "forward_kwargs" in message
+    last = trace(model, x=x, loss_fn=loss, forward_kwargs={"mode": "last"}, mode="eval")
+    mean = trace(model, x=x, loss_fn=loss)
+    # the same recurrence; the loss reads the last state only, so dL/dh_k differs
+    assert torch.equal(last.layers[0].log10_norm, mean.layers[0].log10_norm)
+    assert last.layers[0].loss_grad_log10 is not None and mean.layers[0].loss_grad_log10 is not None
+    assert not torch.allclose(last.layers[0].loss_grad_log10, mean.layers[0].loss_grad_log10)
+    with pytest.raises(GradtraceError, match="`forward_kwargs` must be a dict"):
+        trace(model, x=x, forward_kwargs=["mode"])  # type: ignore[arg-type]
+
+
+def test_an_input_that_is_not_a_tensor_is_named_by_its_type_and_the_modules_layout() -> None:
+    # the message held the whole nested list (10 KB) and the time-major layout
+    model = nn.LSTM(3, 4, batch_first=True)
+    with pytest.raises(GradtraceError) as refused:
+        trace(model, torch.randn(2, 5, 3).tolist())
+    assert str(refused.value) == "the input of `model` (LSTM) must be a (B, T, I) tensor, got list"
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_a_half_precision_model_is_measured_in_float32_from_its_own_states(
+    dtype: torch.dtype,
+) -> None:
+    # LAPACK takes neither half type: the trace raised torch's NotImplementedError from eigh.
+    # Reference: the same weights in float64 on the same (rounded) input; the half model's
+    # own states differ by its rounding, so the curves agree to 0.05 decades, not 1e-12.
+    torch.manual_seed(7)
+    lstm = nn.LSTM(5, 16).to(dtype)
+    x = torch.randn(12, 2, 5).to(dtype)
+    before = {k: v.clone() for k, v in lstm.state_dict().items()}
+    flow = trace(lstm, x).layers[0]
+    wide = trace(copy.deepcopy(lstm).double(), x.double()).layers[0]
+    assert flow.dtype == "float32"
+    assert "Measured in float32 from the model's" in flow.note and str(dtype)[6:] in flow.note
+    assert float((flow.log10_norm - wide.log10_norm).abs().max()) < 0.05
+    assert all(torch.equal(v, lstm.state_dict()[k]) for k, v in before.items())
+    assert next(lstm.parameters()).dtype == dtype
+
+
+class Generator(nn.Module):
+    """A GRUCell loop; with `feed` each next input is the readout of the state before."""
+
+    def __init__(self, feed: bool) -> None:
+        super().__init__()
+        self.feed = feed
+        self.cell = nn.GRUCell(3, 5, dtype=torch.float64)
+        self.read = nn.Linear(5, 3, dtype=torch.float64)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, inputs, outs = x.new_zeros(x.shape[1], 5), x[0], []
+        for t in range(x.shape[0]):
+            h = self.cell(inputs, h)
+            outs.append(self.read(h))
+            inputs = outs[-1] if self.feed else x[min(t + 1, x.shape[0] - 1)]
+        return torch.stack(outs)
+
+
+def test_an_autoregressive_cell_loop_says_its_curve_holds_the_fed_back_input() -> None:
+    # c(k) is the cell's own recurrence with x_t as given; a readout fed back adds a path
+    # (a new user measured 0.45 decades more through it by autograd) that the note now names
+    torch.manual_seed(0)
+    x = torch.randn(8, 2, 3, dtype=torch.float64)
+    loss = lambda out: out.pow(2).sum()  # noqa: E731
+    fed = trace(Generator(feed=True), x, loss_fn=loss).layers[0]
+    assert "All 8 calls but the first took an input computed from the state before" in fed.note
+    forced = trace(Generator(feed=False), x, loss_fn=loss).layers[0]
+    assert "autoregressive loop" not in forced.note and "Each call's input" not in forced.note
+    unknown = trace(Generator(feed=True), x).layers[0]  # no graph without a loss
+    assert "Each call's input is held as given" in unknown.note

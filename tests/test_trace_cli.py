@@ -11,6 +11,7 @@ for bit with the library on the CPU pass `--device cpu`, since the default is no
 from __future__ import annotations
 
 import json
+import subprocess
 import sys
 import textwrap
 import warnings
@@ -165,6 +166,27 @@ def test_a_saved_module_whose_class_is_in_a_local_file_loads_from_that_folder(
     code, out = invoke(["trace", "--model", "model.pt", "--shape", "5,2,3", "--json"], capsys)
     assert code == 0, out
     assert len(TraceResult.from_dict(json.loads(out)).layers) == 4
+
+
+def test_a_saved_module_whose_class_was_in_the_saving_script_is_refused_with_the_fix(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # pickle records such a class as __main__.Local, which no later process has
+    script = (
+        "import torch\n"
+        "class Local(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.rnn = torch.nn.GRU(3, 4)\n"
+        "    def forward(self, x):\n"
+        "        return self.rnn(x)[0]\n"
+        f"torch.save(Local(), {str(tmp_path / 'local.pt')!r})\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True)
+    code, out = invoke(["trace", "--model", str(tmp_path / "local.pt"), "--shape", "5,2,3"], capsys)
+    assert code == 2
+    assert "class was defined in the script that saved it" in out
+    assert "move the class into a module beside the file" in out
 
 
 def test_saved_module_with_npy_input_prints_a_summary_and_a_figure(

@@ -18,6 +18,15 @@ def check(condition: bool, message: str) -> None:
         raise GradtraceError(message)
 
 
+def described(value: object) -> str:
+    """What a received value is, for a message: a tensor's or array's shape, else its type's
+    name (never the value itself, which can be a whole data set)."""
+    shape = getattr(value, "shape", None)
+    if isinstance(shape, tuple):  # torch.Size is a tuple; numpy's shape is one
+        return f"shape {tuple(shape)}"
+    return type(value).__name__
+
+
 SEED_MAX = 2**63 - 1  # torch.Generator.manual_seed takes a signed 64-bit integer
 
 

@@ -21,6 +21,7 @@ Shapes: T time, B batch, I input, S state.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -58,6 +59,22 @@ class Replay(StatesShape):
     starts: Tensor
     final: Tensor | None = None
     graph: tuple[Tensor, ...] | None = None
+
+    def widened(self) -> Replay:
+        """This replay in float32 when it is in float16 or bfloat16, else itself: products of
+        step Jacobians rounded to 3 significant digits (bfloat16) a step say nothing after a
+        few steps, and LAPACK takes neither. The states are the model's own, only held
+        wider; the graph (for a loss's gradient) stays as it was."""
+        if self.starts.dtype not in (torch.float16, torch.bfloat16):
+            return self
+        wide = torch.float32
+        return dataclasses.replace(
+            self,
+            weights=self.weights.to(dtype=wide),
+            inputs=self.inputs.to(wide),
+            starts=self.starts.to(wide),
+            final=None if self.final is None else self.final.to(wide),
+        )
 
     def factors(self, start: int, stop: int) -> Factors:
         """The step Jacobians J_{start+1}..J_{stop} as `gradtrace.core.factors.Factors`: how

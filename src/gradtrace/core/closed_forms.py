@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from gradtrace.core.activations import get_activation
-from gradtrace.errors import check
+from gradtrace.errors import check, described
 
 
 def univariate_gradient(
@@ -140,7 +140,7 @@ def _transition_derivatives(
     check(
         isinstance(preactivations, Tensor) and tuple(preactivations.shape) == (steps - 1,),
         f"`preactivations` must have shape ({steps - 1},), one z_t per transition for "
-        f"steps = {steps}, got {_show(preactivations)}",
+        f"steps = {steps}, got {described(preactivations)}",
     )
     z = preactivations.to(torch.float64)
     check(bool(torch.isfinite(z).all()), "`preactivations` must be finite, got NaN or inf")
@@ -153,7 +153,3 @@ def _is_int(value: object) -> bool:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _show(x: object) -> str:
-    return f"shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__

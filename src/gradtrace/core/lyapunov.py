@@ -58,7 +58,7 @@ from gradtrace.core.factors import (
     chunks_forward,
 )
 from gradtrace.core.products import times_thin
-from gradtrace.errors import check
+from gradtrace.errors import check, described
 from gradtrace.records.flow import LyapunovSpectrum
 
 
@@ -269,15 +269,11 @@ def _start_frame(
         check(
             isinstance(q0, Tensor) and tuple(q0.shape) in allowed,
             f"`q0` must have shape {' or '.join(map(str, dict.fromkeys(allowed)))} for "
-            f"S = {S}, K = {k}, got {_describe(q0)}",
+            f"S = {S}, K = {k}, got {described(q0)}",
         )
         check(bool(torch.isfinite(q0).all()), "`q0` must be finite, got NaN or inf entries")
     q, _ = torch.linalg.qr(q0.to(dtype=first.dtype, device=first.device))
     return q
-
-
-def _describe(x: object) -> str:
-    return f"shape {tuple(x.shape)}" if isinstance(x, Tensor) else type(x).__name__
 
 
 def start_frame(size: int, k: int, seed: int) -> Tensor:

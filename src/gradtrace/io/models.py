@@ -114,6 +114,13 @@ def load_model(model: str | Path, name: str = "model") -> nn.Module:
         try:
             loaded = _load_file(path)
         except Exception as err:  # a pickle can raise anything: every failure is "unreadable"
+            if isinstance(err, AttributeError) and "__main__" in str(err):
+                raise GradtraceError(  # pickle names the class by the saving script
+                    f"`{name}` file {spec!r} holds a model whose class was defined in the "
+                    f"script that saved it ({first_line(err)}); pickle finds classes by their "
+                    "module, so move the class into a module beside the file (models.py) and "
+                    "save again, or give package.module:factory"
+                ) from None
             raise GradtraceError(
                 f"`{name}` file {spec!r} could not be loaded ({type(err).__name__}: "
                 f"{first_line(err)}); expected {MODEL_FORMS}"

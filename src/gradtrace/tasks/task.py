@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from gradtrace.budgets import Work, require
-from gradtrace.errors import GradtraceError, check
+from gradtrace.errors import GradtraceError, check, described
 
 Draw = Callable[[int, torch.Generator], tuple[Tensor, Tensor]]
 
@@ -151,7 +151,7 @@ class Task:
         check(
             isinstance(output, Tensor) and output.ndim == 3,
             f"`output` must be a tensor of shape (batch, steps, {self.output_size}), got "
-            f"{_shape(output)}",
+            f"{described(output)}",
         )
         batch, steps, outputs = output.shape
         check(
@@ -211,7 +211,3 @@ def _check_draw(name: str, size: object, generator: object, task: Task) -> None:
 def ceil_div(n: int, d: int) -> int:
     """ceil(n / d) in exact integers: the first step p with p >= n / d."""
     return -(-n // d)
-
-
-def _shape(value: object) -> str:
-    return f"shape {tuple(value.shape)}" if isinstance(value, Tensor) else type(value).__name__

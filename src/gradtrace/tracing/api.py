@@ -28,6 +28,8 @@ and a module's dropout between its layers is drawn from gradtrace's generator, b
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 from typing import Any
 
 import torch
@@ -36,7 +38,7 @@ from torch import Tensor, nn
 from gradtrace.analysis.flow import LyapunovOption, Steps, assemble, check_lyapunov_option
 from gradtrace.core.engine import check_metric, matrix_metric
 from gradtrace.core.matrix_free import check_estimate
-from gradtrace.errors import check, check_seed
+from gradtrace.errors import GradtraceError, check, check_seed
 from gradtrace.records.flow import GradientFlow
 from gradtrace.records.trace import TraceResult
 from gradtrace.tracing.capture import Call, Track, capture, loss_gradients
@@ -52,6 +54,7 @@ from gradtrace.tracing.forward import (
 from gradtrace.tracing.modules import DIRECTIONS, eager_recurrent, select_modules
 
 MODES = ("model", "train", "eval")
+OPTIONS = ("module", "loss_fn", "target", "metric", "lyapunov", "seed", "mode", "estimate")
 
 
 def trace(
@@ -65,6 +68,7 @@ def trace(
     seed: int = 0,
     mode: str = "model",
     estimate: str = "auto",
+    forward_kwargs: dict[str, Any] | None = None,
     **kwargs: Any,
 ) -> TraceResult:
     """Measure how gradients flow back through time in each recurrent layer of `model`.
@@ -92,7 +96,9 @@ def trace(
         estimate: "auto" (exact unless its work is over the budget in force), "exact", or
             "matrix-free" (the spectral norm from a few vector-Jacobian products per step,
             for large states; `gradtrace.core.matrix_free`).
-        **kwargs: Passed to `model` as well.
+        forward_kwargs: Keyword arguments for `model` whose names are also options of
+            `trace` (a forward that takes its own `mode` or `target`); None for none.
+        **kwargs: Passed to `model` as well (a forward that takes keywords only included).
 
     Returns:
         A `TraceResult` with one `GradientFlow` per module, layer and direction. A reverse
@@ -110,14 +116,84 @@ def trace(
         >>> result.find(layer=1).log10_norm.shape  # (B, T)
         torch.Size([4, 50])
     """
+    try:
+        return _trace(
+            model, args, kwargs, forward_kwargs, module, loss_fn, target, metric, lyapunov,
+            seed, mode, estimate,
+        )  # fmt: skip
+    except GradtraceError as err:
+        options = dict(zip(OPTIONS, (module, loss_fn, target, metric, lyapunov, seed, mode,
+                                     estimate), strict=True))  # fmt: skip
+        clashes = _clashes(model, forward_kwargs, options)
+        if not clashes:
+            raise
+        names = ", ".join(f"`{n}`" for n in clashes)
+        raise GradtraceError(
+            f"{str(err).rstrip('.')}; `model.forward` also takes {names}, which `trace` reads "
+            f"as its own option: give the model's in `forward_kwargs`, e.g. forward_kwargs="
+            f"{{{clashes[0]!r}: ...}}"
+        ) from None
+
+
+def _clashes(
+    model: nn.Module, forward_kwargs: dict[str, Any] | None, options: dict[str, Any]
+) -> list[str]:
+    """The options given to `trace` (not left at their defaults) that are also parameters of
+    the model's forward, and that `forward_kwargs` does not already give it."""
+    try:
+        parameters = inspect.signature(model.forward).parameters
+    except (TypeError, ValueError):  # a builtin or scripted forward has no signature
+        return []
+    defaults = inspect.signature(trace).parameters
+    given = forward_kwargs or {}
+    return [
+        n
+        for n, value in options.items()
+        if n in parameters and n not in given and _differs(value, defaults[n].default)
+    ]
+
+
+def _differs(value: Any, default: Any) -> bool:
+    """Whether an option was given: not its default (any value, a tensor included)."""
+    if value is default:
+        return False
+    try:
+        return bool(value != default)
+    except (TypeError, RuntimeError, ValueError):
+        return True
+
+
+def _trace(
+    model: nn.Module,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    forward_kwargs: dict[str, Any] | None,
+    module: str | nn.Module | None,
+    loss_fn: LossFn | None,
+    target: Any,
+    metric: str,
+    lyapunov: LyapunovOption,
+    seed: int,
+    mode: str,
+    estimate: str,
+) -> TraceResult:
     check_metric(metric)
     check_estimate(estimate, metric)
     check_lyapunov_option(lyapunov)
     check_seed(seed)
     check(mode in MODES, f"`mode` must be one of {', '.join(MODES)}, got {mode!r}")
     check_target(loss_fn, target)
+    check(
+        forward_kwargs is None or isinstance(forward_kwargs, dict),
+        f"`forward_kwargs` must be a dict of the model's keyword arguments, got "
+        f"{type(forward_kwargs).__name__}",
+    )
+    kwargs = {**kwargs, **(forward_kwargs or {})}
     tensors = [a for a in (*args, *kwargs.values()) if isinstance(a, Tensor)]
-    check(bool(args), "`model` must be given its inputs, as its forward takes them; got none")
+    check(
+        bool(args) or bool(kwargs),
+        "`model` must be given its inputs, as its forward takes them; got none",
+    )
     for a in tensors:
         check_inputs(a)
     if isinstance(model, torch.jit.ScriptModule):
@@ -183,8 +259,9 @@ def _record(
     estimate: str,
 ) -> GradientFlow:
     run = track.replay(spliced)
-    return assemble(
-        Steps.of(run),
+    wide = run.widened()  # a float16 / bfloat16 model's states, measured in float32
+    flow = assemble(
+        Steps.of(wide),
         metric=metric,
         loss_grad_log10=_loss_profile(grad, run.weights.proj_size),
         lyapunov=lyapunov,
@@ -197,4 +274,28 @@ def _record(
         untraced_calls=call.calls - call.chained,
         output_error=call.output_error,
         dropout=track.dropout,
+    )
+    notes = [flow.note]
+    if wide is not run:
+        held = str(run.starts.dtype).removeprefix("torch.")
+        notes.append(f"Measured in float32 from the model's {held} states and weights.")
+    if call.fed_back:
+        notes.append(
+            f"{_nth_calls(call.fed_back, call.chained)} took an input computed from the state "
+            "before (an autoregressive loop): c(k) holds each input as given and leaves that "
+            "path out; ||dL/dh_k|| includes it."
+        )
+    elif call.chained > 1 and not spliced:
+        notes.append(
+            "Each call's input is held as given; if the loop computes it from the state before "
+            "(autoregressive), c(k) leaves that path out (trace with a loss to check)."
+        )
+    if len(notes) == 1:
+        return flow
+    return dataclasses.replace(flow, note=" ".join(n for n in notes if n))
+
+
+def _nth_calls(fed: int, chained: int) -> str:
+    return (
+        f"All {chained} calls but the first" if fed == chained - 1 else f"{fed} of {chained} calls"
     )

@@ -33,7 +33,7 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from gradtrace.cells import Cell, Replay
-from gradtrace.errors import check
+from gradtrace.errors import check, described
 from gradtrace.tracing.modules import (
     CELL_TYPES,
     LayerRun,
@@ -98,6 +98,9 @@ class Call:
             where dropout masks make them differ by design.
         returned: The state tensors the chain's last call returned, to recognise the next.
         closed: Whether a call has broken the chain (later calls are only counted).
+        fed_back: Chained calls whose input was computed from the state the call before
+            returned (an autoregressive loop), as far as the autograd graph shows it: only
+            with a loss, when the forward runs with gradients.
     """
 
     path: str
@@ -108,6 +111,7 @@ class Call:
     output_error: float | None = 0.0
     returned: list[Tensor] = field(default_factory=list)
     closed: bool = False
+    fed_back: int = 0
 
 
 def _label(call: Call) -> str:
@@ -121,6 +125,26 @@ def flat_state(state: Any) -> list[Tensor]:
     if isinstance(state, Tensor):
         return [state]
     return [t for part in state for t in flat_state(part)]
+
+
+def depends_on(x: Tensor, states: list[Tensor], limit: int = 256) -> bool:
+    """Whether the autograd graph of `x` reaches one of `states` within `limit` nodes: an
+    input computed from the previous step's output (a readout fed back). False without a
+    graph (gradients off), or when the path is longer than `limit` nodes."""
+    targets = {t.grad_fn for t in states if t.grad_fn is not None}
+    if x.grad_fn is None or not targets:
+        return False
+    seen: set[Any] = set()
+    stack = [x.grad_fn]
+    while stack and len(seen) < limit:
+        node = stack.pop()
+        if node in targets:
+            return True
+        if node in seen:
+            continue
+        seen.add(node)
+        stack.extend(n for n, _ in node.next_functions if n is not None)
+    return False
 
 
 def continues(hx: Any, returned: list[Tensor]) -> bool:
@@ -172,10 +196,11 @@ def _time_major(
     if isinstance(x, PackedSequence) and not is_cell:
         return _unpacked(call, x), hx, False, x
     dims = (1, 2) if is_cell else (2, 3)
+    batch_first = bool(getattr(module, "batch_first", False))
+    layout = "(B, I)" if is_cell else "(B, T, I)" if batch_first else "(T, B, I)"
     check(
         isinstance(x, Tensor) and x.ndim in dims,
-        f"the input of {_label(call)} must be a {'(B, I)' if is_cell else '(T, B, I)'} tensor, "
-        f"got {getattr(x, 'shape', x)}",
+        f"the input of {_label(call)} must be a {layout} tensor, got {described(x)}",
     )
     assert isinstance(x, Tensor)  # for the type checker; `check` has just ensured it
     features = int(module.input_size)  # type: ignore[arg-type]
@@ -272,6 +297,8 @@ def _hook(call: Call, splice: bool, gen: torch.Generator | None) -> Any:
             call.closed = True  # a new, unrelated sequence: counted, not traced
             return None
         call.chained += 1
+        if call.tracks and depends_on(x, call.returned):
+            call.fed_back += 1
         if isinstance(module, CELL_TYPES):
             result = _cell_call(call, x, hx, unbatched, out)
             state = result
