@@ -134,8 +134,9 @@ def nll(out: tuple[Tensor, Any], targets: Tensor) -> Tensor:
 # ---------------------------------------------------------------- the reference
 
 
-def one_layer(module: nn.RNNBase, layer: int) -> nn.RNNBase:
-    """A one-layer, unidirectional copy of layer `layer` of `module`, with its parameters."""
+def one_layer(module: nn.RNNBase, layer: int, reverse: bool = False) -> nn.RNNBase:
+    """A one-layer, unidirectional copy of layer `layer` of `module` (its reverse direction
+    with `reverse`), with its parameters."""
     options: dict[str, Any] = {
         "input_size": module.input_size if layer == 0 else module.hidden_size,
         "hidden_size": module.hidden_size,
@@ -145,7 +146,7 @@ def one_layer(module: nn.RNNBase, layer: int) -> nn.RNNBase:
         options["nonlinearity"] = module.nonlinearity
     with torch.random.fork_rng(devices=[]):  # its own init must not move the global generator
         copy = type(module)(**options)
-    suffix = f"_l{layer}"
+    suffix = f"_l{layer}" + ("_reverse" if reverse else "")
     copy.load_state_dict(
         {
             name.removesuffix(suffix) + "_l0": p.detach()
@@ -170,13 +171,15 @@ def with_h(state: Any, h: Tensor) -> Any:
 
 
 def layer_curve(copy: nn.RNNBase, u: Tensor, states: list[Any]) -> Tensor:
-    """log10 ||dh_T/dh_k||_2 for k = 0..T-1 by autograd through the copy, shape (B, T)."""
+    """log10 ||dh_T/dh_k||_2 for k = 0..T-1 by autograd through the copy, shape (B, T), for
+    the T + 1 states s_0..s_T."""
     curve = []
-    for k in range(T):
+    steps = len(states) - 1
+    for k in range(steps):
 
         def final_h(h: Tensor, k: int = k) -> Tensor:
             state = with_h(states[k], h)
-            for t in range(k, T):
+            for t in range(k, steps):
                 state = step(copy, u[t], state)
             return h_of(state)[0]
 
@@ -431,10 +434,107 @@ def test_a_packed_batch_of_equal_lengths_is_traced_as_the_recurrence_it_packs() 
     assert layer.output_error is not None and layer.output_error < 1e-12
 
 
-def test_a_packed_batch_of_unequal_lengths_is_refused_in_one_sentence() -> None:
-    tokens, _ = data()
-    with pytest.raises(GradtraceError, match="PackedSequence of sequences of 4 to 6 steps"):
-        trace(PackedClassifier(), tokens, torch.tensor([6, 4, 5]))
+class PackedBidirectional(nn.Module):
+    """A classifier over packed sequences of different lengths, read both ways."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(8)
+        self.embedding = nn.Embedding(VOCAB, 4, dtype=DTYPE)
+        self.lstm = nn.LSTM(4, 5, bidirectional=True, dtype=DTYPE)
+        self.head = nn.Linear(10, 2, dtype=DTYPE)
+
+    def forward(self, tokens: Tensor, lengths: Tensor) -> Tensor:
+        packed = nn.utils.rnn.pack_padded_sequence(
+            self.embedding(tokens), lengths, enforce_sorted=False
+        )
+        _, (h_n, _) = self.lstm(packed)
+        return self.head(torch.cat([h_n[0], h_n[1]], dim=-1))
+
+
+def test_a_packed_batch_of_unequal_lengths_is_traced_one_length_at_a_time() -> None:
+    # Lengths 6, 4, 6: the sequences of each length are one recurrence over their own steps,
+    # the reverse direction starting at each one's own last step, as the packed LSTM runs
+    # them. Reference: one-direction copies of the LSTM stepped by hand over each sequence's
+    # own steps, autograd for c(k) and for ||dL/dh_k|| with the model's own loss (1e-10).
+    model, (tokens, _) = PackedBidirectional(), data()
+    lengths, labels = torch.tensor([6, 4, 6]), torch.tensor([0, 1, 1])
+    result = trace(model, tokens, lengths, loss_fn=F.cross_entropy, target=labels)
+    assert [(r.direction, r.sequences, r.steps) for r in result.layers] == [
+        ("forward", (0, 2), 6), ("forward", (1,), 4), ("reverse", (0, 2), 6), ("reverse", (1,), 4)
+    ]  # fmt: skip
+    assert result.layers[0].label == "lstm layer 0 forward, sequences 0, 2"
+    assert result.find(direction="reverse", sequence=1) is result.layers[3]
+    assert TraceResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
+    emb = model.embedding(tokens).detach()
+    finals: dict[tuple[int, int], Tensor] = {}
+    runs: dict[tuple[int, int], tuple[nn.RNNBase, Tensor, list[Any]]] = {}
+    for d, reverse in enumerate((False, True)):
+        copy = one_layer(model.lstm, 0, reverse)
+        for b, n in enumerate(lengths.tolist()):
+            u = emb[:n, b : b + 1].flip(0) if reverse else emb[:n, b : b + 1]
+            zero = torch.zeros(1, 1, 5, dtype=DTYPE)
+            states: list[Any] = [(zero.clone().requires_grad_(True), zero)]
+            for t in range(n):
+                states.append(step(copy, u[t], states[-1]))
+            for h, _ in states[1:]:
+                h.retain_grad()
+            finals[(d, b)] = states[-1][0][0, 0]
+            runs[(d, b)] = (copy, u, states)
+    h_n = torch.stack([torch.cat([finals[(0, b)], finals[(1, b)]]) for b in range(B)])
+    loss = F.cross_entropy(model.head(h_n), labels)
+    loss.backward()
+    assert result.loss == pytest.approx(float(loss.detach()), rel=1e-12)
+    for record in result.layers:
+        d = 0 if record.direction == "forward" else 1
+        assert record.sequences is not None
+        for row, b in enumerate(record.sequences):
+            copy, u, states = runs[(d, b)]
+            detached = [tuple(s.detach() for s in st) for st in states]
+            expected = layer_curve(copy, u, detached)[0]
+            torch.testing.assert_close(record.log10_norm[row], expected, atol=ATOL, rtol=0)
+            grads = torch.stack([h.grad[0, 0] for h, _ in states])  # (T + 1, H)
+            assert record.loss_grad_log10 is not None
+            torch.testing.assert_close(
+                record.loss_grad_log10[row], torch.log10(grads.norm(dim=-1)), atol=ATOL, rtol=0
+            )
+        assert record.output_error is not None and record.output_error < 1e-12
+
+
+def test_a_packed_batch_of_unequal_lengths_gives_the_modules_own_output() -> None:
+    # The re-execution, packed again, is what the module returns (data, batch sizes and
+    # order), so the rest of the model runs on as it would: 1e-12 against its own forward.
+    model, (tokens, _) = PackedBidirectional(), data()
+    lengths = torch.tensor([3, 6, 5])
+    packed = nn.utils.rnn.pack_padded_sequence(
+        model.embedding(tokens), lengths, enforce_sorted=False
+    )
+    own_out, (own_h, own_c) = model.lstm(packed)
+
+    class Encoder(nn.Module):  # returns the LSTM's packed output as it is
+        def __init__(self) -> None:
+            super().__init__()
+            self.embedding, self.lstm = model.embedding, model.lstm
+
+        def forward(self, tokens: Tensor, lengths: Tensor) -> Any:
+            emb = self.embedding(tokens)
+            return self.lstm(nn.utils.rnn.pack_padded_sequence(emb, lengths, enforce_sorted=False))
+
+    outputs: list[Any] = []
+
+    def loss(out: Any) -> Tensor:
+        outputs.append(out)
+        return out[0].data.sum() + out[1][0].sum()
+
+    result = trace(Encoder(), tokens, lengths, loss_fn=loss)
+    spliced_out, (spliced_h, spliced_c) = outputs[0]
+    assert torch.equal(spliced_out.batch_sizes, own_out.batch_sizes)
+    torch.testing.assert_close(spliced_out.data, own_out.data, atol=1e-12, rtol=0)
+    torch.testing.assert_close(spliced_h, own_h, atol=1e-12, rtol=0)
+    torch.testing.assert_close(spliced_c, own_c, atol=1e-12, rtol=0)
+    assert sorted(r.sequences for r in result.layers if r.direction == "forward") == [
+        (0,), (1,), (2,)
+    ]  # fmt: skip
 
 
 # ---------------------------------------------------------------- loops over cells

@@ -429,16 +429,6 @@ class NoRecurrence(nn.Module):
         return self.linear(x)
 
 
-class Packed(nn.Module):
-    def __init__(self) -> None:
-        super().__init__()
-        self.gru = nn.GRU(IN, H, dtype=DTYPE)
-
-    def forward(self, x: Tensor) -> Tensor:
-        packed = nn.utils.rnn.pack_padded_sequence(x, torch.tensor([T] + [T - 1] * (B - 1)))
-        return self.gru(packed)[1]
-
-
 class OwnForward(nn.LSTM):
     def forward(self, x: Tensor, hx: object = None) -> tuple[Tensor, object]:  # type: ignore[override]
         out, state = super().forward(x)
@@ -461,10 +451,6 @@ REFUSALS: dict[str, tuple[Callable[[], object], str]] = {
         "must have input_size = 3 features, got 5",
     ),
     "non-finite-input": (lambda: trace(make("gru"), _nan_input()), "must be finite, got 1 NaN"),
-    "packed-sequence-of-unequal-lengths": (
-        lambda: trace(Packed(), sequence()),
-        "received a PackedSequence of sequences of 4 to 5 steps",
-    ),
     "own-forward": (
         lambda: trace(OwnForward(IN, H, dtype=DTYPE), sequence()),
         "overrides the forward of nn.LSTM",

@@ -123,6 +123,10 @@ class GradientFlow(Record):
             vectors (`gradtrace.core.matrix_free`).
         estimate_error: For a matrix-free curve, the largest change of log10 c(k) in its last
             refinement round, decades; 0 for an exact one.
+        sequences: The batch rows of the model's input that this record's rows are, in
+            order, where a PackedSequence of sequences of different lengths was traced one
+            length at a time (each length its own recurrence of its own T steps); None: the
+            whole batch.
     """
 
     KIND = "gradient_flow"
@@ -154,6 +158,7 @@ class GradientFlow(Record):
     dropout: float = 0.0
     estimate: str = "exact"
     estimate_error: float = 0.0
+    sequences: tuple[int, ...] | None = None
 
     @property
     def steps(self) -> int:
@@ -167,9 +172,15 @@ class GradientFlow(Record):
 
     @property
     def label(self) -> str:
-        """A short name such as "encoder.lstm layer 1 reverse" (a traced layer) or "rnn tanh"."""
+        """A short name such as "encoder.lstm layer 1 reverse" (a traced layer; with ", sequences
+        0, 3" for one length of a packed batch) or "rnn tanh"."""
         if self.module or self.output_error is not None:
-            return f"{self.module or self.cell} layer {self.layer} {self.direction}"
+            label = f"{self.module or self.cell} layer {self.layer} {self.direction}"
+            if self.sequences is not None:
+                shown = ", ".join(map(str, self.sequences[:6]))
+                more = f", ... ({len(self.sequences)} in all)" if len(self.sequences) > 6 else ""
+                label += f", sequence{'s' if len(self.sequences) > 1 else ''} {shown}{more}"
+            return label
         return self.cell + (f" {self.activation}" if self.activation else "")
 
     def __repr__(self) -> str:

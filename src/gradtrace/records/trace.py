@@ -18,7 +18,9 @@ class TraceResult(Record):
 
     Attributes:
         layers: One `GradientFlow` per recurrent module, layer and direction, by module in
-            the model's order (`named_modules`), then in PyTorch's order l D + d.
+            the model's order (`named_modules`), then in PyTorch's order l D + d; for a
+            PackedSequence of different lengths, one per length too, longest first
+            (`GradientFlow.sequences`).
         metric: The metric of every c(k).
         input_shape: The shape of the model's first tensor argument.
         loss: The loss, when one was given.
@@ -44,20 +46,29 @@ class TraceResult(Record):
         return f"TraceResult(inputs {shape}, {self.metric}:{rows}\n)"
 
     def find(
-        self, layer: int = 0, direction: str = "forward", module: str | None = None
+        self,
+        layer: int = 0,
+        direction: str = "forward",
+        module: str | None = None,
+        sequence: int | None = None,
     ) -> GradientFlow:
-        """The record of one layer and direction (of `module`, by path, when several were traced).
+        """The record of one layer and direction (of `module`, by path, when several were
+        traced; for a PackedSequence of different lengths, the one that holds batch row
+        `sequence`, or the longest sequences' without it).
 
         Raises:
             GradtraceError: if no record matches.
         """
         for rec in self.layers:
-            if (rec.layer, rec.direction) == (layer, direction) and module in (None, rec.module):
+            if (rec.layer, rec.direction) != (layer, direction) or module not in (None, rec.module):
+                continue
+            if sequence is None or rec.sequences is None or sequence in rec.sequences:
                 return rec
         have = ", ".join(rec.label for rec in self.layers)
         raise GradtraceError(
-            f"no traced layer matches layer={layer}, direction={direction!r}, module={module!r}; "
-            f"traced: {have}"
+            f"no traced layer matches layer={layer}, direction={direction!r}, module={module!r}"
+            + ("" if sequence is None else f", sequence={sequence}")
+            + f"; traced: {have}"
         )
 
 

@@ -274,6 +274,7 @@ def _record(
         untraced_calls=call.calls - call.chained,
         output_error=call.output_error,
         dropout=track.dropout,
+        sequences=track.rows,
     )
     notes = [flow.note]
     if wide is not run:

@@ -14,9 +14,12 @@ the same values) continues that call's recurrence: each layer and direction beco
 once. A call that does not continue the chain (a second, unrelated sequence) is counted but
 not traced.
 
-A PackedSequence of equal-length sequences is unpacked, traced like the padded batch, and its
-re-execution packed again as the module would have returned it; sequences of different lengths
-end at different steps, which one recurrence of T steps cannot follow, and are refused.
+A PackedSequence is unpacked and its re-execution packed again as the module would have
+returned it. Sequences of one length are traced like the padded batch; sequences of different
+lengths end at different steps (and a reverse direction starts at each one's own last step),
+so each length is re-executed as its own batch over its own T steps, as the module runs it,
+and gives its own tracks (`Track.rows`: which sequences of the batch they are). Such a call
+is not chained with others.
 
 Shapes: T time, B batch, I input, S state (the flat state: h, or cat(h, c) for an LSTM).
 """
@@ -58,6 +61,8 @@ class Track:
         inputs: x_t (B, I) of every step, detached.
         states: s_0, s_1, ... (B, S) each; in the autograd graph when spliced.
         dropout: The rate at which its input was dropped (0 for layer 0 and in eval mode).
+        rows: The sequences of the batch it follows, for one length of a PackedSequence of
+            different lengths; None: all of them.
     """
 
     layer: int
@@ -67,6 +72,7 @@ class Track:
     inputs: list[Tensor] = field(default_factory=list)
     states: list[Tensor] = field(default_factory=list)
     dropout: float = 0.0
+    rows: tuple[int, ...] | None = None
 
     def extend(self, run: LayerRun, first: bool) -> None:
         """Add the steps of one more call's run (its s_0 too, for the first call)."""
@@ -101,6 +107,8 @@ class Call:
         fed_back: Chained calls whose input was computed from the state the call before
             returned (an autoregressive loop), as far as the autograd graph shows it: only
             with a loss, when the forward runs with gradients.
+        by_length: Whether its tracks follow a PackedSequence of different lengths, one
+            length each (such a call is not chained with others).
     """
 
     path: str
@@ -112,6 +120,7 @@ class Call:
     returned: list[Tensor] = field(default_factory=list)
     closed: bool = False
     fed_back: int = 0
+    by_length: bool = False
 
 
 def _label(call: Call) -> str:
@@ -158,29 +167,21 @@ def continues(hx: Any, returned: list[Tensor]) -> bool:
     )
 
 
-def _unpacked(call: Call, x: PackedSequence) -> Tensor:
-    """A PackedSequence of equal-length sequences as the (T, B, I) tensor it packs, in the
-    batch's own order (PyTorch keeps hx and h_n in that order too).
-
-    Raises:
-        GradtraceError: for sequences of different lengths, whose last steps are not one time
-            step of the batch.
-    """
+def _unpacked(x: PackedSequence) -> tuple[Tensor, Tensor]:
+    """A PackedSequence as the padded (T, B, I) tensor it packs and the sequences' lengths
+    (B,), both in the batch's own order (PyTorch keeps hx and h_n in that order too)."""
     padded, lengths = pad_packed_sequence(x)
-    shortest, longest = int(lengths.min()), int(lengths.max())
-    check(
-        shortest == longest,
-        f"{_label(call)} received a PackedSequence of sequences of {shortest} to {longest} "
-        "steps, which trace cannot follow as one recurrence; trace a batch of equal-length "
-        "sequences (one sequence at a time always is one)",
-    )
-    return padded
+    return padded, lengths
 
 
 def _repacked(output: Tensor, like: PackedSequence) -> PackedSequence:
-    """The (T, B, F) output of equal-length sequences laid out as `like` packs its input."""
+    """The padded (T, B, F) output laid out as `like` packs its input: at step t the first
+    batch_sizes[t] sequences in its sorted order."""
     rows = output if like.sorted_indices is None else output.index_select(1, like.sorted_indices)
-    data = rows.reshape(-1, output.shape[-1])  # time-major, all B sequences at every step
+    sizes = like.batch_sizes.to(output.device)
+    steps = torch.arange(rows.shape[1], device=output.device)
+    valid = steps.unsqueeze(0) < sizes.unsqueeze(1)  # (T, B): time-major, as packed data is
+    data = rows[: sizes.numel()][valid]
     return PackedSequence(data, like.batch_sizes, like.sorted_indices, like.unsorted_indices)
 
 
@@ -194,7 +195,7 @@ def _time_major(
     x = args[0] if args else kwargs.get("input")
     hx = args[1] if len(args) > 1 else kwargs.get("hx")
     if isinstance(x, PackedSequence) and not is_cell:
-        return _unpacked(call, x), hx, False, x
+        return _unpacked(x)[0], hx, False, x
     dims = (1, 2) if is_cell else (2, 3)
     batch_first = bool(getattr(module, "batch_first", False))
     layout = "(B, I)" if is_cell else "(B, T, I)" if batch_first else "(T, B, I)"
@@ -229,6 +230,11 @@ def _time_major(
     return (x.transpose(0, 1) if getattr(module, "batch_first", False) else x), hx, False, None
 
 
+def _by_lengths(packed: PackedSequence | None) -> bool:
+    """Whether `packed` holds sequences of different lengths."""
+    return packed is not None and int(packed.batch_sizes[0]) != int(packed.batch_sizes[-1])
+
+
 def _unbatch(value: Any, axis: int) -> Any:
     if isinstance(value, tuple):
         return tuple(v.squeeze(axis) for v in value)
@@ -244,14 +250,16 @@ def _module_call(
     assert isinstance(module, nn.RNNBase)
     s0 = initial_states(module, hx, x.shape[1], x)  # (L D, B, S)
     drop = gen if module.training and module.dropout > 0 and module.num_layers > 1 else None
-    output, runs = run_module(module, x, s0, drop)  # (T, B, D P)
-    first = not call.tracks
-    for i, run in enumerate(runs):
-        if first:
-            rate = module.dropout if drop is not None and run.layer > 0 else 0.0
-            w = run.replay.weights
-            call.tracks.append(Track(run.layer, run.direction, run.replay.cell, w, dropout=rate))
-        call.tracks[i].extend(run, first)
+    if packed is not None and _by_lengths(packed):
+        output, last = _by_length(call, x, s0, _unpacked(packed)[1], drop)
+    else:
+        output, runs = run_module(module, x, s0, drop)  # (T, B, D P)
+        first = not call.tracks
+        for i, run in enumerate(runs):
+            if first:
+                call.tracks.append(_track(run, module.dropout if drop is not None else 0.0))
+            call.tracks[i].extend(run, first)
+        last = final_states(module, runs)  # (L D, B, P) or a pair with (L D, B, H)
     if unbatched:
         replay_out: Any = output[:, 0]
     elif packed is not None:
@@ -264,8 +272,49 @@ def _module_call(
         mine, own = (replay_out.data, out[0].data) if packed else (replay_out, out[0])
         error = float((mine.detach() - own.detach()).abs().max())
         call.output_error = max(call.output_error, error)
-    last = final_states(module, runs)  # (L D, B, P) or a pair with (L D, B, H)
     return replay_out, (_unbatch(last, 1) if unbatched else last)
+
+
+def _track(run: LayerRun, rate: float, rows: tuple[int, ...] | None = None) -> Track:
+    """A new track for a layer and direction's run; `rate`: the module's inter-layer dropout
+    rate where it applies (layers after the first)."""
+    w = run.replay.weights
+    dropped = rate if run.layer > 0 else 0.0
+    return Track(run.layer, run.direction, run.replay.cell, w, dropout=dropped, rows=rows)
+
+
+def _by_length(
+    call: Call, x: Tensor, s0: Tensor, lengths: Tensor, drop: torch.Generator | None
+) -> tuple[Tensor, Any]:
+    """Re-execute a PackedSequence of different lengths one length at a time: the sequences
+    of length L as one batch over their first L steps, as the packed module runs them (a
+    reverse direction starts at step L). Each length's layers and directions become their own
+    tracks (`Track.rows`), longest first. Returns the padded output (T, B, D P), zero past
+    each sequence's end, and h_n (or (h_n, c_n)) in the batch's order."""
+    module = call.module
+    assert isinstance(module, nn.RNNBase)
+    call.by_length = True
+    output: Tensor | None = None
+    last: list[Tensor] = []
+    for length in torch.unique(lengths).flip(0).tolist():
+        rows = torch.nonzero(lengths == length).flatten().to(x.device)
+        part, runs = run_module(module, x[:length].index_select(1, rows), s0[:, rows], drop)
+        for run in runs:
+            rate = module.dropout if drop is not None else 0.0
+            call.tracks.append(_track(run, rate, tuple(rows.tolist())))
+            call.tracks[-1].extend(run, True)
+        padded = torch.cat([part, part.new_zeros(x.shape[0] - length, *part.shape[1:])])
+        if output is None:
+            output = part.new_zeros(x.shape[0], x.shape[1], part.shape[-1])
+        output = output.index_copy(1, rows, padded)
+        ends = final_states(module, runs)
+        parts = list(ends) if isinstance(ends, tuple) else [ends]
+        if not last:
+            last = [p.new_zeros(p.shape[0], x.shape[1], p.shape[-1]) for p in parts]
+        last = [whole.index_copy(1, rows, p) for whole, p in zip(last, parts, strict=True)]
+    call.tracks.sort(key=lambda track: (track.layer, track.direction))  # lengths stay in order
+    assert output is not None
+    return output, (tuple(last) if len(last) > 1 else last[0])
 
 
 def _cell_call(call: Call, x: Tensor, hx: Any, unbatched: bool, out: Any) -> Any:
@@ -293,7 +342,8 @@ def _hook(call: Call, splice: bool, gen: torch.Generator | None) -> Any:
         if call.closed:
             return None
         x, hx, unbatched, packed = _time_major(call, args, kwargs)
-        if call.tracks and not continues(hx, call.returned):
+        chained = not (call.by_length or _by_lengths(packed)) and continues(hx, call.returned)
+        if call.tracks and not chained:
             call.closed = True  # a new, unrelated sequence: counted, not traced
             return None
         call.chained += 1
