@@ -175,7 +175,8 @@ def cells_of(rnn: nn.RNNBase) -> list[nn.Module]:
 
 def unrolled_parts(model: Seq, x: Tensor, y: Tensor, boundaries: list[int]) -> dict[str, Any]:
     """Norms of the recurrent, direct and total parts of dL/dh_b per layer and boundary,
-    dL/dc_b, dL/dh_0, and the direct gradients of every step, by perturbation."""
+    the part of dL/dc_b passed on, dL/dh_0, and the direct gradients of every step, by
+    perturbation."""
     lstm = isinstance(model.rnn, nn.LSTM)
     cells = cells_of(model.rnn)
     L = len(cells)
@@ -428,6 +429,32 @@ def test_a_run_that_overflows_is_reported_where_it_began(tmp_path: Path) -> None
     assert "`rnn` (RNN), layer 0 forward at time step 2" in origin.note
     before = [r for r in steps if r.step < 5]
     assert before == [r for r in monitor.history if r.step < 5]  # read back unchanged
+
+
+def test_weights_an_update_made_nan_are_recorded_with_lag_shares_on(tmp_path: Path) -> None:
+    # on_nonfinite="continue" (the default) with lag shares on: a step after an update that
+    # wrote NaN into the LSTM's weights is recorded with its origin and a warning that the
+    # lag shares were not measured; the loop goes on (it raised out of `monitor.step`).
+    torch.manual_seed(6)
+    model = Seq(nn.LSTM(I, H, dtype=DTYPE))
+    monitor = Monitor(model, every=1, chunk=K, lag_every=1, log=tmp_path)
+    x, y = data(7)
+    for step in range(3):
+        with monitor.step(step) as s:
+            s.loss(loss_of(model(x), y)).backward()
+        if step == 0:
+            with torch.no_grad():
+                model.rnn.weight_hh_l0[0, 0] = math.nan
+    first, *after = monitor.history
+    assert first.nonfinite is None and first.profiles[0].lag_shares is not None
+    for record in after:
+        assert record.nonfinite is not None and "weight_hh_l0" in record.nonfinite.note
+        assert any(
+            w.startswith("the lag shares of `rnn` layer 0 forward were not")
+            for w in record.warnings
+        )
+        assert record.profiles[0].lag_shares is None
+    assert [r.step for r in gradtrace.load(tmp_path / "monitor.jsonl")[1:]] == [0, 1, 2]
 
 
 def test_on_nonfinite_stop_raises_after_writing_the_record(tmp_path: Path) -> None:

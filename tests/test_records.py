@@ -261,3 +261,50 @@ def test_a_figure_path_that_cannot_be_written_names_the_argument_path(tmp_path: 
     with pytest.raises(GradtraceError, match=r"^`path` must end in \.png, \.pdf, \.svg"):
         gradtrace.plot(dead_relu_flow(), tmp_path / "figure.txt")
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda p: gradtrace.load(5),
+            r"^`path` must be a file path \(a str or pathlib.Path\), got int$",
+        ),
+        (
+            lambda p: gradtrace.save(dead_relu_flow(), None),
+            "`path` must be a file path .*got NoneType",
+        ),
+        (lambda p: gradtrace.plot(dead_relu_flow(), 3), "`path` must be a file path .*got int"),
+        (lambda p: gradtrace.load(p / "bytes.json"), "must be a gradtrace record file .*not text$"),
+        (lambda p: gradtrace.load(p / "plain.json"), "whose JSON is an object without a 'format'"),
+        (
+            lambda p: gradtrace.plot(dead_relu_flow(), p / "f.png", colour="red"),
+            "^the figure of a GradientFlow takes the options title, got colour$",
+        ),
+    ],
+    ids=["load-int", "save-none", "plot-int", "binary-file", "plain-json", "unknown-option"],
+)
+def test_bad_file_arguments_are_refused_in_one_sentence(
+    tmp_path: Path, call: Callable[[Path], object], message: str
+) -> None:
+    # each was a raw TypeError or UnicodeDecodeError from inside Python or matplotlib
+    (tmp_path / "bytes.json").write_bytes(bytes(range(128, 256)))
+    (tmp_path / "plain.json").write_text('{"a": 1}')
+    before = sorted(tmp_path.iterdir())
+    with pytest.raises(GradtraceError, match=message):
+        call(tmp_path)
+    assert sorted(tmp_path.iterdir()) == before  # nothing written
+
+
+def test_a_record_draws_itself_as_gradtrace_plot_does(tmp_path: Path) -> None:
+    # record.plot(path) is gradtrace.plot(record, path): the same figure function, the same
+    # checks; a kind without a figure is refused by name
+    flow = dead_relu_flow()
+    assert flow.plot(tmp_path / "a.png", title="dead ReLU") == tmp_path / "a.png"
+    gradtrace.plot(flow, tmp_path / "b.png", title="dead ReLU")
+    assert (tmp_path / "a.png").stat().st_size > 1000
+    assert (tmp_path / "a.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(
+        GradtraceError, match=r"^`record` must be one of .* to be drawn, got Theory"
+    ):
+        flow.theory.plot(tmp_path / "c.png")

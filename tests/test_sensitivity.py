@@ -8,6 +8,7 @@ of the autograd ones the trace takes) and autograd through the unrolled recurren
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import pytest
@@ -323,6 +324,46 @@ def test_without_a_loss_a_10000_way_output_is_refused_over_the_budget() -> None:
     assert message.count(". ") == 0 and len(passes) <= 1  # one sentence, refused at once
 
 
+class BatchFirstTagger(nn.Module):
+    """A GRU that reads (B, T, I), as it declares, with a linear head: y = head(out)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(5)
+        self.gru = nn.GRU(IN, 3, batch_first=True, dtype=DTYPE)
+        self.head = nn.Linear(3, 2, dtype=DTYPE)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.gru(x)[0])
+
+
+def test_the_layout_a_model_declares_is_the_default() -> None:
+    # nn.GRU(batch_first=True): inputs (B, T, I) are read as (B, T, I) without being told
+    # (they were read as (T, B, I): a (T, B) profile of the wrong y_T, silently). Reference:
+    # autograd of y_T = y[:, -1] by each x_k, spectral norm per (b, k), 1e-10.
+    model, x = BatchFirstTagger(), inputs(batch_first=True)  # (B, T, I)
+    profile = input_sensitivity(model, x)
+    full = jacobian(lambda x: model(x)[:, -1], x)  # (B, O, B, T, I)
+    blocks = torch.einsum("bobti->btoi", full)
+    expected = torch.log10(torch.linalg.matrix_norm(blocks, ord=2))  # (B, T)
+    torch.testing.assert_close(profile.log10_norm, expected, atol=ATOL, rtol=0)
+    told = input_sensitivity(model, x, batch_first=False)
+    assert told.log10_norm.shape == (T, B)  # told otherwise, it does as told
+
+
+def scripted(module: nn.Module) -> torch.jit.ScriptModule:
+    with warnings.catch_warnings():  # torch.jit.script is deprecated, still what people save
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return torch.jit.script(module)
+
+
+def test_a_scripted_recurrent_module_is_measured_like_the_eager_one() -> None:
+    model, x = fused_lstm(), inputs()
+    scripted_profile = input_sensitivity(scripted(model), x)
+    reference = input_sensitivity(model, x).log10_norm
+    torch.testing.assert_close(scripted_profile.log10_norm, reference, atol=ATOL, rtol=0)
+
+
 # ---------------------------------------------------------------- refusals
 
 REFUSALS: dict[str, tuple[Callable[[], object], str]] = {
@@ -341,6 +382,22 @@ REFUSALS: dict[str, tuple[Callable[[], object], str]] = {
     "batch-mismatch": (
         lambda: input_sensitivity(fused_lstm(), inputs(), output=lambda out: out[0][-1, :1]),
         r"y_T of shape \(B = 2, O\)",
+    ),
+    "units-not-whole": (
+        lambda: input_sensitivity(fused_lstm(), inputs(), units=[1.5]),
+        r"^`units` must be whole-number indices of output units, got 1\.5$",
+    ),
+    "units-a-string": (
+        lambda: input_sensitivity(fused_lstm(), inputs(), units="abc"),
+        r"^`units` must be whole-number indices of output units, got 'abc'$",
+    ),
+    "projection-a-list": (
+        lambda: input_sensitivity(fused_lstm(), inputs(), projection=[[1.0] * 3]),
+        r"^`projection` must be an \(R, O = 3\) tensor, got list$",
+    ),
+    "scripted-metric": (
+        lambda: gradtrace.trace(scripted(fused_lstm()), inputs(), metric="l1"),
+        r"^`metric` must be one of spectral, frobenius, maxabs, got 'l1'$",
     ),
     "step-changes-shape": (
         lambda: trace_step(lambda x, h: h[:, :1], inputs(), torch.zeros(B, 3, dtype=DTYPE)),

@@ -50,17 +50,6 @@ def _random_input(shape: str, batch_first: bool, like: torch.Tensor, seed: int) 
     return (x.transpose(0, 1) if batch_first else x).to(like.device)
 
 
-def _batch_first(net: nn.Module) -> bool:
-    """Whether the model's recurrent modules all take (B, T, ...) input (batch_first=True):
-    then `--shape T,B,I` is laid out as they read it, and B is the first axis."""
-    from torch import nn
-
-    from gradtrace.tracing.modules import find_recurrent
-
-    flags = {bool(m.batch_first) for _, m in find_recurrent(net) if isinstance(m, nn.RNNBase)}
-    return flags == {True}
-
-
 def _parse_lyapunov(value: str | None) -> int | str | None:
     if value is None or value == "full":
         return value
@@ -226,11 +215,12 @@ def trace_command(
     from gradtrace.io.devices import choose_device
     from gradtrace.io.models import load_model
     from gradtrace.tracing import input_sensitivity, trace
+    from gradtrace.tracing.modules import own_batch_first
 
     loss_fn = _loss(loss)
     check(target is None or loss_fn is not None, "`--target` needs a `--loss` to be the target of")
     net = load_model(model).to(choose_device(device))
-    batch_first = _batch_first(net) if batch_first is None else batch_first
+    batch_first = own_batch_first(net) if batch_first is None else batch_first
     first = next((p for p in net.parameters() if p.is_floating_point()), None)
     like = (first if first is not None else torch.empty(0)).detach()
     if files:

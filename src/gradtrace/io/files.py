@@ -16,6 +16,17 @@ from pathlib import Path
 from gradtrace.errors import check
 
 
+def as_path(path: object, name: str = "path") -> Path:
+    """`path` as a Path, refusing what is not a file path (None, a number, an open file)."""
+    check(
+        isinstance(path, str | os.PathLike) and str(path) != "",
+        f"`{name}` must be a file path (a str or pathlib.Path), got "
+        + (repr(path) if isinstance(path, str) else type(path).__name__),
+    )
+    assert isinstance(path, str | os.PathLike)  # for the type checker
+    return Path(path)
+
+
 def check_output_file(
     path: str | Path, name: str = "path", suffixes: Iterable[str] | None = None
 ) -> Path:
@@ -30,7 +41,7 @@ def check_output_file(
         GradtraceError: if the suffix is not allowed, the path is a directory, its parent
             folder is missing or not a folder, or the folder is not writable.
     """
-    path = Path(path)
+    path = as_path(path, name)
     if suffixes is not None:
         allowed = tuple(suffixes)
         check(

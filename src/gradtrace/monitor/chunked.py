@@ -15,7 +15,9 @@ returns those as two tensors, so tensor hooks split dL/dh_b into
     direct      the gradient of the output at step b
     total       their sum, dL/dh_b
 
-and, for an LSTM, dL/dc_b (the cell state has no direct use), and dL/dh_0 at the initial state
+and, for an LSTM, the part of dL/dc_b passed on to the next chunk (the cell state's own use
+in h_b = o_b tanh(c_b) is inside the chunk's kernel and reaches c_b through dL/dh_b), and
+dL/dh_0 at the initial state
 (what truncated BPTT throws away). The hooks store gradients on the device; norms are taken
 once, at the end of the step (`Profiler.profiles`). On the lag schedule the direct gradient of
 every step and each layer's input are kept as well, for `gradtrace.monitor.lags`.

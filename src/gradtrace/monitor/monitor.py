@@ -395,6 +395,8 @@ class Monitor:
             return
         if not state.updated and trace_now and state.args is not None:
             state.trace = self._trace(state)  # no optimizer step seen: the trace is read now
+        profiles = self._profiles(state, lag) if current.scheduled else ()
+        warnings = [w for call in calls for w in call.warnings] + state.warnings
         if current.scheduled and calls and state.clip_after is None:
             # clipped after "before the update" (Lightning clips after on_before_optimizer_step)
             # or with no optimizer step seen: what it left is still in the gradients
@@ -405,7 +407,7 @@ class Monitor:
             grad_norm=math.nan if state.grad_norm is None else state.grad_norm,
             parameters=self._parameter_stats(state) if current.scheduled else (),
             clip=self._clip_audit(calls, state),
-            profiles=self._profiles(state, lag) if current.scheduled else (),
+            profiles=profiles,
             trace=state.trace,
             nonfinite=origin,
             warnings=tuple(dict.fromkeys(warnings)),
@@ -465,7 +467,14 @@ class Monitor:
             if not isinstance(module, nn.RNNBase):  # a cell loop keeps no inputs for lags
                 shaped.append(prof)
                 continue
-            shares = lag_shares(module, rec, self.lags)
+            try:
+                shares = lag_shares(module, rec, self.lags)
+            except GradtraceError as err:  # weights an update made NaN: the step is recorded
+                state.warnings.append(
+                    f"the lag shares of `{rec.module}` layer {rec.layer} {prof.direction} were "
+                    f"not measured: {err}"
+                )
+                shares = None
             shaped.append(prof if shares is None else _with_lags(prof, self.lags, shares))
         return tuple(shaped)
 

@@ -14,6 +14,7 @@ any work starts, without paying for the import.
 from __future__ import annotations
 
 import importlib
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -71,5 +72,13 @@ def plot(record: Any, path: str | Path, **options: Any) -> Path:
     check_figure_path(path)
     module, function = FIGURES[name]
     draw = getattr(importlib.import_module(module), function)
+    takes = [p for p in inspect.signature(draw).parameters if p not in ("path",)][1:]
+    unknown = sorted(set(options) - set(takes))
+    if unknown:
+        raise GradtraceError(
+            f"the figure of a {name} takes "
+            + (f"the options {', '.join(takes)}" if takes else "no options")
+            + f", got {', '.join(unknown)}"
+        )
     result: Path = draw(record, path, **options)
     return result

@@ -29,7 +29,8 @@ def save(fig: Any, path: str | Path) -> Path:
             written.
     """
     path = check_figure_path(path)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # a figure made with its own layout keeps it
+        fig.tight_layout()
     try:
         write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=130, format=path.suffix[1:].lower()))
     finally:

@@ -83,14 +83,22 @@ def plot_flow(flow: GradientFlow, path: str | Path, title: str | None = None) ->
 
 def plot_trace(result: TraceResult, path: str | Path, title: str | None = None) -> Path:
     """Draw every traced layer and direction, forward directions left, reverse ones right."""
-    reverse = any(rec.direction == "reverse" for rec in result.layers)
-    cols = 2 if reverse else 1
-    rows = max(1, math.ceil(len(result.layers) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(6.6 * cols, 3.8 * rows), squeeze=False)
-    for ax, rec in zip(axes.flat, result.layers, strict=False):
-        draw_flow(ax, rec)
-    for ax in list(axes.flat)[len(result.layers) :]:
-        ax.set_visible(False)
+    columns = [
+        [rec for rec in result.layers if rec.direction == direction]
+        for direction in ("forward", "reverse")
+    ]
+    columns = [column for column in columns if column] or [[]]
+    rows = max(1, max(len(column) for column in columns))
+    fig, axes = plt.subplots(  # constrained: the title above the panels, never on them
+        rows, len(columns), figsize=(6.6 * len(columns), 3.8 * rows), squeeze=False,
+        layout="constrained",
+    )  # fmt: skip
+    for c, column in enumerate(columns):
+        for r in range(rows):
+            if r < len(column):
+                draw_flow(axes[r, c], column[r])
+            else:
+                axes[r, c].set_visible(False)
     shape = "x".join(str(n) for n in result.input_shape)
     fig.suptitle(title or f"Gradient flow through time, inputs {shape}", fontsize=12)
     return save(fig, path)

@@ -47,7 +47,11 @@ def plot_monitor_step(step: MonitorStep, path: str | Path, title: str | None = N
         ax.plot(b, _logs(prof.direct), "^:", color="tab:green", label="direct (own output)")
         if prof.cell_state is not None:
             ax.plot(
-                b, _logs(prof.cell_state), "d-.", color="tab:purple", label="cell state dL/dc_b"
+                b,
+                _logs(prof.cell_state),
+                "d-.",
+                color="tab:purple",
+                label="cell state dL/dc_b passed on",
             )
         ax.set_title(f"{prof.label}, K = {prof.chunk}")
         ax.set_xlabel("boundary b (steps into the sequence)")

@@ -13,6 +13,8 @@ Equality compares every field, tensors bit for bit with NaN equal to NaN, so
 from __future__ import annotations
 
 import dataclasses
+import importlib
+from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from torch import Tensor
@@ -22,6 +24,9 @@ from gradtrace.records.codec import decode_fields, encode, same
 
 PREFIX = "gradtrace."
 KINDS: dict[str, type[Record]] = {}
+# The figures' layer, found by name when a record is drawn (as pandas finds its plotting
+# backend): records import nothing above them, and matplotlib loads only for a figure.
+FIGURES = "gradtrace.plots"
 
 
 class Record:
@@ -71,6 +76,17 @@ class Record:
             )
         result: Self = decode_fields(cls, data)
         return result
+
+    def plot(self, path: str | Path, **options: Any) -> Path:
+        """Draw this record to `path` (.png, .pdf or .svg) with the one figure function of its
+        kind: `gradtrace.plot(record, path, **options)`. Returns the path written.
+
+        Raises:
+            GradtraceError: if this kind of record has no figure or the path cannot be written.
+        """
+        draw = importlib.import_module(FIGURES).plot
+        written: Path = draw(self, path, **options)
+        return written
 
     def __eq__(self, other: object) -> bool:
         return same(self, other)

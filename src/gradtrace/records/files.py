@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from gradtrace.errors import GradtraceError, check
-from gradtrace.io.files import check_output_file, write_text_atomic
+from gradtrace.io.files import as_path, check_output_file, write_text_atomic
 from gradtrace.records.base import Record, from_dict
 
 SUFFIXES = (".json", ".jsonl")
@@ -48,7 +48,7 @@ def append(record: Record, path: str | Path) -> None:
         isinstance(record, Record) and bool(record.KIND),
         f"`record` must be a gradtrace record, got {type(record).__name__}",
     )
-    path = Path(path)
+    path = as_path(path)
     with path.open("a", encoding="utf-8") as log:
         log.write(dumps(record) + "\n")
         log.flush()
@@ -68,11 +68,23 @@ def load(path: str | Path) -> Record | list[Record]:
         GradtraceError: if the file is missing, is not JSON, or holds something other than
             gradtrace records.
     """
-    path = Path(path)
+    path = as_path(path)
     check(path.is_file(), f"`path` must be an existing .json or .jsonl file, got {str(path)!r}")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise GradtraceError(
+            f"`path` must be a gradtrace record file (JSON text), got {str(path)!r}, which is "
+            "not text"
+        ) from None
     if path.suffix != ".jsonl":
-        return from_dict(_parse(text, f"`path` {str(path)!r}"))
+        data = _parse(text, f"`path` {str(path)!r}")
+        check(
+            isinstance(data, dict) and "format" in data,
+            f"`path` must be a gradtrace record file, got {str(path)!r}, whose JSON is "
+            + ("an object without a 'format' tag" if isinstance(data, dict) else "not an object"),
+        )
+        return from_dict(data)
     lines = text.split("\n")
     complete, torn = lines[:-1], lines[-1]  # the text after the last newline is unfinished
     records = [

@@ -87,7 +87,10 @@ class TimeProfile(Record):
         recurrent: ||part of dL/dh_b that flows back from steps after b||, (n,).
         direct: ||part of dL/dh_b from h_b's own use as the output at step b||, (n,).
         total: ||dL/dh_b|| = ||recurrent + direct||, (n,).
-        cell_state: LSTM only: ||dL/dc_b||, (n,).
+        cell_state: LSTM only: ||part of dL/dc_b that flows back from steps after b||, the
+            gradient of the cell state passed on (through c_{b+1}), (n,); the path through
+            the cell's own h_b = o_b tanh(c_b) is in dL/dh_b's, not here, and at b = T it is
+            0 unless the loss reads c_T.
         initial: ||dL/dh_0||, the gradient truncated BPTT discards.
         lags: The lags d of `lag_shares`, when measured.
         lag_shares: ||part of dL/dh_b from outputs at steps >= b + d|| / ||dL/dh_b||,

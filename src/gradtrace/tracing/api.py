@@ -142,7 +142,7 @@ def _clashes(
     the model's forward, and that `forward_kwargs` does not already give it."""
     try:
         parameters = inspect.signature(model.forward).parameters
-    except (TypeError, ValueError):  # a builtin or scripted forward has no signature
+    except (TypeError, ValueError, AttributeError):  # a builtin or scripted forward: none
         return []
     defaults = inspect.signature(trace).parameters
     given = forward_kwargs or {}

@@ -123,6 +123,23 @@ class LayerRun:
         return int(self.replay.weights.proj_size)
 
 
+def own_batch_first(model: Any) -> bool:
+    """The input layout a model declares: True when its nn.RNN / LSTM / GRU modules all take
+    (B, T, ...) input (batch_first=True); without such modules, `batch_first` of its first
+    submodule that has one (a TransformerEncoderLayer, say); else False (and for callables
+    that are not modules)."""
+    if not isinstance(model, nn.Module):
+        return False
+    flags = {bool(m.batch_first) for m in model.modules() if isinstance(m, nn.RNNBase)}
+    if flags:
+        return flags == {True}
+    for module in model.modules():
+        value = getattr(module, "batch_first", None)
+        if isinstance(value, bool):
+            return value
+    return False
+
+
 def initial_states(module: nn.RNNBase, hx: Any, batch: int, like: Tensor) -> Tensor:
     """Flat initial states s_0 per layer and direction, shape (L D, B, S).
 

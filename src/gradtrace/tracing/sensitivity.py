@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from gradtrace.budgets import Work, current, require
 from gradtrace.core.engine import check_metric, matrix_metric
-from gradtrace.errors import GradtraceError, check
+from gradtrace.errors import GradtraceError, check, described
 from gradtrace.progress import progress
 from gradtrace.records.trace import SensitivityProfile
 from gradtrace.tracing.forward import (
@@ -41,6 +41,7 @@ from gradtrace.tracing.forward import (
     first_tensor,
     untouched,
 )
+from gradtrace.tracing.modules import eager_recurrent, own_batch_first
 
 
 def _last_step(y: Tensor, batch: int, batch_first: bool) -> Tensor:
@@ -65,7 +66,22 @@ def _rows(y_T: Tensor, units: Sequence[int] | Tensor | None, projection: Tensor 
         "give at most one of `units` and `projection`, got both",
     )
     if units is not None:
-        index = torch.as_tensor(units, dtype=torch.long).reshape(-1)
+        given = units.tolist() if isinstance(units, Tensor) else units
+        flat = [given] if isinstance(given, int) else given
+        whole = isinstance(flat, Sequence) and not isinstance(flat, str)
+        odd = [u for u in flat if not isinstance(u, int) or isinstance(u, bool)] if whole else []
+        if not whole or odd:
+            raise GradtraceError(
+                "`units` must be whole-number indices of output units, got "
+                + (
+                    repr(odd[0])
+                    if whole
+                    else repr(units)
+                    if isinstance(units, str)
+                    else described(units)
+                )
+            )
+        index = torch.as_tensor(flat, dtype=torch.long).reshape(-1)
         check(index.numel() > 0, "`units` must name at least one output unit, got none")
         bad = index[(index < -O) | (index >= O)]
         check(
@@ -77,7 +93,11 @@ def _rows(y_T: Tensor, units: Sequence[int] | Tensor | None, projection: Tensor 
         check(
             isinstance(projection, Tensor) and projection.ndim == 2 and projection.shape[1] == O,
             f"`projection` must be an (R, O = {O}) tensor, got "
-            f"{tuple(projection.shape) if isinstance(projection, Tensor) else projection!r}",
+            + (
+                str(tuple(projection.shape))
+                if isinstance(projection, Tensor)
+                else described(projection)
+            ),
         )
         assert isinstance(projection, Tensor)  # for the type checker
         check(
@@ -105,7 +125,7 @@ def input_sensitivity(
     *args: Any,
     loss_fn: LossFn | None = None,
     target: Any = None,
-    batch_first: bool = False,
+    batch_first: bool | None = None,
     output: Callable[[Any], Tensor] | None = None,
     units: Sequence[int] | Tensor | None = None,
     projection: Tensor | None = None,
@@ -122,7 +142,8 @@ def input_sensitivity(
         loss_fn: With it, measure ||dL/dx_k|| with L = loss_fn(output, target) (or
             loss_fn(output) when `target` is None), `output` being what the model returns.
         target: The loss's target.
-        batch_first: Whether time is the second axis of `inputs` (and of a 3-d output).
+        batch_first: Whether time is the second axis of `inputs` (and of a 3-d output); by
+            default the model's own (`gradtrace.tracing.modules.own_batch_first`).
         output: Selects y_T (B, O) from what the model returns; by default the last time step
             of its first tensor when that is 3-d, or the tensor itself when it is 2-d.
         units: Measure only these output units of y_T (indices into its O axis).
@@ -148,6 +169,14 @@ def input_sensitivity(
     """
     check_metric(metric)
     check_target(loss_fn, target)
+    if isinstance(model, torch.jit.ScriptModule):
+        model = eager_recurrent(model)  # hooks and the model's own state need the eager one
+    if batch_first is None:
+        batch_first = own_batch_first(model)
+    check(
+        isinstance(batch_first, bool),
+        f"`batch_first` must be True or False, got {batch_first!r}",
+    )
     inputs = check_inputs(inputs)
     check(
         inputs.is_floating_point(),
