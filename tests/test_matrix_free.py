@@ -75,10 +75,16 @@ def test_a_curve_job_and_a_trace_record_the_estimate() -> None:
 
 def test_auto_is_exact_within_the_budget_and_matrix_free_beyond_it() -> None:
     assert resolve_estimate("auto", "spectral", 1000, 1, 64) == "exact"
-    with gradtrace.budget(max_seconds=1):  # the exact sweep at S = 2048 needs minutes
+    with gradtrace.budget(max_seconds=300):  # at S = 2048: exact about 860 s, matrix-free 100 s
         assert resolve_estimate("auto", "spectral", 100, 1, 2048) == "matrix-free"
         assert resolve_estimate("auto", "maxabs", 100, 1, 2048) == "exact"
         assert resolve_estimate("exact", "spectral", 100, 1, 2048) == "exact"
+    # a budget that neither fits is refused in one sentence, not run matrix-free regardless
+    lstm = torch.nn.LSTM(8, 32)
+    with gradtrace.budget(max_memory="1KB"), pytest.raises(GradtraceError) as err:
+        gradtrace.trace(lstm, torch.randn(100, 4, 8))
+    assert str(err.value).startswith("this request needs about")
+    assert "over the budget of 1 kB; lower the sequence's length or batch" in str(err.value)
 
 
 @pytest.mark.parametrize(

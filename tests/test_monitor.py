@@ -455,6 +455,13 @@ def test_weights_an_update_made_nan_are_recorded_with_lag_shares_on(tmp_path: Pa
         )
         assert record.profiles[0].lag_shares is None
     assert [r.step for r in gradtrace.load(tmp_path / "monitor.jsonl")[1:]] == [0, 1, 2]
+    # the report names the steps of each warning, and judges shares on the finite steps only
+    from gradtrace.report import monitor_report
+
+    verdicts = monitor_report(tmp_path, tmp_path / "report").verdicts
+    assert any(v.startswith("Warning (steps 1, 2): the lag shares of `rnn`") for v in verdicts)
+    assert not any("From step 1 the recurrent share" in v for v in verdicts)
+    assert any(v.startswith("Step 1 went non-finite") for v in verdicts)
 
 
 def test_on_nonfinite_stop_raises_after_writing_the_record(tmp_path: Path) -> None:

@@ -321,7 +321,7 @@ def test_without_a_loss_a_10000_way_output_is_refused_over_the_budget() -> None:
     hook.remove()
     message = str(err.value)
     assert "10000 backward passes" in message and "`loss_fn`" in message and "`units`" in message
-    assert message.count(". ") == 0 and len(passes) <= 1  # one sentence, refused at once
+    assert message.count(". ") == 0 and len(passes) <= 2  # one sentence, priced by two passes
 
 
 class BatchFirstTagger(nn.Module):

@@ -444,7 +444,8 @@ def _nan_input() -> Tensor:
 REFUSALS: dict[str, tuple[Callable[[], object], str]] = {
     "no-recurrent-module": (
         lambda: trace(NoRecurrence(), sequence()),
-        "holds no nn.RNN, nn.LSTM, nn.GRU or recurrent cell.*input_sensitivity",
+        r"holds no nn.RNN, nn.LSTM, nn.GRU or recurrent cell.*`trace_step\(step, inputs, s0\)`"
+        ".*input_sensitivity",
     ),
     "feature-size-mismatch": (
         lambda: trace(make("lstm"), torch.randn(T, B, IN + 2, dtype=DTYPE)),

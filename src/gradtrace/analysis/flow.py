@@ -22,13 +22,14 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gradtrace.budgets import require
 from gradtrace.cells import LSTMWeights, Replay, RNNWeights
 from gradtrace.core import theory
 from gradtrace.core.activations import get_activation
 from gradtrace.core.engine import check_metric, contribution_curve, diagonal_curve
 from gradtrace.core.factors import StepSource, as_source, hold
 from gradtrace.core.lyapunov import backward_frame, source_spectrum, start_frame, top_exponent
-from gradtrace.core.matrix_free import matrix_free_curve, resolve_estimate
+from gradtrace.core.matrix_free import matrix_free_curve, matrix_free_work, resolve_estimate
 from gradtrace.errors import check, check_seed
 from gradtrace.io.devices import dtype_name
 from gradtrace.records.flow import GradientFlow, LyapunovSpectrum, MatrixSpectrum, Theory
@@ -219,6 +220,8 @@ def assemble(
         P = len(range(S)[steps.block])
     item = torch.finfo(J.dtype).bits // 8
     how = resolve_estimate(estimate, metric, J.steps, J.batch, S, item)
+    if how == "matrix-free":  # beyond the exact sweep's budget: the estimate must fit it
+        require(matrix_free_work(J.steps, J.batch, S, item), "the sequence's length or batch")
     error = 0.0
     if how == "exact":
         curve = _cpu(contribution_curve(J, metric, rows=block, cols=block).log10_norm)  # (B, T)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import re
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import typer.main
@@ -29,6 +29,7 @@ from gradtrace.cli import sweep as sweep_cli
 from gradtrace.cli import tour as tour_cli
 from gradtrace.cli import trace as trace_cli
 from gradtrace.cli import train as train_cli
+from gradtrace.cli.output import reflowed
 from gradtrace.errors import GradtraceError
 
 app = typer.Typer(
@@ -38,18 +39,22 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-app.command("curve")(curve_cli.curve)
-app.command("mlp")(curve_cli.mlp)
-app.command("map")(dynamics_cli.map_command)
-app.command("mandelbrot")(dynamics_cli.mandelbrot_command)
-app.command("cliff")(dynamics_cli.cliff_command)
-app.command("trace")(trace_cli.trace_command)
-app.command("monitor")(monitor_cli.monitor_command)
-app.command("train")(train_cli.train_command)
-app.command("reproduce")(reproduce_cli.reproduce_command)
-app.command("tour")(tour_cli.tour)
+COMMANDS: dict[str, Any] = {
+    "curve": curve_cli.curve,
+    "mlp": curve_cli.mlp,
+    "map": dynamics_cli.map_command,
+    "mandelbrot": dynamics_cli.mandelbrot_command,
+    "cliff": dynamics_cli.cliff_command,
+    "trace": trace_cli.trace_command,
+    "monitor": monitor_cli.monitor_command,
+    "train": train_cli.train_command,
+    "reproduce": reproduce_cli.reproduce_command,
+    "tour": tour_cli.tour,
+    "explore": explore_cli.explore_command,
+}
+for _name, _function in COMMANDS.items():
+    app.command(_name, help=reflowed(_function))(_function)
 app.command("demo", help=tour_cli.DEMO_HELP)(tour_cli.tour)
-app.command("explore")(explore_cli.explore_command)
 app.add_typer(sweep_cli.app, name="sweep")
 
 # Library argument -> option, where the names differ (the rest map by name: max_iter -> --max-iter).

@@ -8,6 +8,7 @@ or a short summary in words.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -19,6 +20,13 @@ if TYPE_CHECKING:
 
 Plot = Annotated[Path | None, typer.Option("--plot", help="Write a figure (.png, .pdf, .svg).")]
 Json = Annotated[bool, typer.Option("--json", help="Print the record as one JSON object.")]
+
+
+def reflowed(function: Callable[..., Any]) -> str:
+    """A command's help from its docstring, each paragraph one line (rich wraps it to the
+    terminal; the docstring's own line breaks would cut it at odd places), paragraphs apart."""
+    doc = inspect.getdoc(function) or ""
+    return "\n\n".join(" ".join(part.split()) for part in doc.split("\n\n"))
 
 
 def check_plot(plot: Path | None) -> None:

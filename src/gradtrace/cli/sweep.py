@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 
+from gradtrace.cli.output import reflowed
 from gradtrace.errors import check
 
 FLAGS = {
@@ -34,7 +35,6 @@ app = typer.Typer(
 )
 
 
-@app.command("run")
 def run_command(
     spec: Annotated[
         Path, typer.Argument(help="The sweep's spec (TOML): name, \\[base] and \\[grid].")
@@ -91,7 +91,6 @@ def run_command(
         raise typer.Exit(1)
 
 
-@app.command("export")
 def export_command(
     store_path: Annotated[Path, typer.Argument(metavar="STORE", help="A results store.")],
     parquet: Annotated[
@@ -122,3 +121,7 @@ def export_command(
     if csv is not None:
         written.append(export_csv(store_path, csv))
     typer.echo("\n".join(f"wrote {path}" for path in written))
+
+
+app.command("run", help=reflowed(run_command))(run_command)
+app.command("export", help=reflowed(export_command))(export_command)

@@ -86,7 +86,8 @@ def resolve_estimate(
     estimate: str, metric: str, steps: int, batch: int, size: int, itemsize: int = 8
 ) -> str:
     """ "exact" or "matrix-free": "auto" is exact unless the exact sweep's estimated work is
-    over the budget in force and the metric is spectral."""
+    over the budget in force and the metric is spectral. (Whether the matrix-free estimate fits
+    the budget is the caller's to check, naming what drives its cost: `matrix_free_work`.)"""
     check_estimate(estimate, metric)
     if estimate != "auto":
         return estimate

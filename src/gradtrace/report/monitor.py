@@ -68,7 +68,16 @@ def _share_verdicts(steps: list[MonitorStep]) -> list[str]:
         for p in s.profiles:
             labels[p.label] = None
     for label in labels:
-        series = [(s.step, p) for s in steps for p in s.profiles if p.label == label]
+        # a step that went non-finite has no share to speak of: its gradients are NaN or inf
+        series = [
+            (s.step, p)
+            for s in steps
+            if s.nonfinite is None
+            for p in s.profiles
+            if p.label == label
+        ]
+        if not series:
+            continue
         shares = [(step, p.mean_recurrent_share, p.chunk) for step, p in series]
         shares = [(step, v, k) for step, v, k in shares if math.isfinite(v)]
         if not shares:
@@ -119,8 +128,14 @@ def _norm_verdicts(steps: list[MonitorStep]) -> list[str]:
             f"Clipping acted on {acted} of {len(clipped)} recorded steps, and on {fraction:.0%} "
             f"of every step seen up to step {clipped[-1].step}."
         )
-    warnings = {w for s in steps for w in s.warnings}
-    lines.extend(f"Warning: {w}." for w in sorted(warnings))
+    at: dict[str, list[int]] = {}
+    for s in steps:
+        for w in s.warnings:
+            at.setdefault(w, []).append(s.step)
+    for w, numbers in sorted(at.items()):
+        shown = ", ".join(f"{n:,}" for n in numbers[:5])
+        more = f" and {len(numbers) - 5} more" if len(numbers) > 5 else ""
+        lines.append(f"Warning (step{'s' if len(numbers) > 1 else ''} {shown}{more}): {w}.")
     bad = next((s for s in steps if s.nonfinite is not None), None)
     if bad is not None and bad.nonfinite is not None:
         lines.append(f"Step {bad.step:,} went non-finite: {bad.nonfinite.note}.")

@@ -62,7 +62,8 @@ def select_modules(model: nn.Module, module: str | nn.Module | None) -> list[tup
     check(
         bool(found),
         f"`model` ({type(model).__name__}) holds no nn.RNN, nn.LSTM, nn.GRU or recurrent cell "
-        "to trace; measure any sequence model with `input_sensitivity` instead",
+        "to trace; for a cell written by hand, trace its step function with `trace_step(step, "
+        "inputs, s0)`, and measure any sequence model with `input_sensitivity`",
     )
     if module is None:
         return found
