@@ -533,17 +533,80 @@ def test_a_sequence_shorter_than_the_default_chunk_still_has_a_boundary() -> Non
     assert math.isfinite(profile.mean_recurrent_share)
 
 
-def test_a_packed_batch_is_left_to_the_module_and_named_in_a_warning() -> None:
+@pytest.mark.parametrize("kind", [nn.GRU, nn.LSTM])
+def test_a_packed_batch_of_different_lengths_is_profiled_length_by_length(
+    kind: type[nn.RNNBase],
+) -> None:
+    # Lengths 10, 8, 5 with K = 4: each length runs over its own steps, and the profile at a
+    # boundary is the norm over the sequences still running there (b = 4: all three; b = 8:
+    # the longest; the last, T, each sequence's own last step). Reference: the padded path
+    # (checked against the unrolled network above) run on each sequence alone, its own
+    # length, and the norms put together (1e-12); the loss and every parameter gradient
+    # equal the module's own packed forward (1e-12), and the output is its packed layout.
     torch.manual_seed(5)
-    gru = nn.GRU(I, H, dtype=torch.float32)
-    monitor = Monitor(gru, None, every=1)
-    x, _ = data(0, torch.float32)
+    rnn = kind(I, H, bidirectional=True, dtype=DTYPE)
+    x, _ = data(0)
+    lengths = [10, 8, 5]
+    packed = nn.utils.rnn.pack_padded_sequence(x, torch.tensor(lengths), enforce_sorted=False)
+
+    def loss_of_output(out: Any) -> Tensor:
+        h_n = out[1][0] if isinstance(out[1], tuple) else out[1]
+        y = out[0].data if isinstance(out[0], nn.utils.rnn.PackedSequence) else out[0]
+        return 0.5 * y.pow(2).sum() + h_n.pow(2).sum()
+
+    own = loss_of_output(rnn(packed))
+    want = torch.autograd.grad(own, list(rnn.parameters()))
+    monitor = Monitor(rnn, None, every=1, chunk=K)
+    with monitor.step(0) as s:
+        out = rnn(packed)
+        assert torch.equal(out[0].batch_sizes, packed.batch_sizes)
+        loss = s.loss(loss_of_output(out))
+        loss.backward()
+    got = [p.grad for p in rnn.parameters()]
+    assert float(loss.detach()) == pytest.approx(float(own.detach()), rel=1e-12)
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, atol=1e-12, rtol=0)
+    rnn.zero_grad()
+    alone = []
+    for b, n in enumerate(lengths):
+        single = Monitor(rnn, None, every=1, chunk=K)
+        with single.step(0) as s:
+            s.loss(loss_of_output(rnn(x[:n, b : b + 1]))).backward()
+        alone.append({p.direction: p for p in single.history[0].profiles})
+    rnn.zero_grad()
+    for prof in monitor.history[0].profiles:
+        assert prof.steps == T and prof.boundaries == (4, 8, 10)
+        for name in ("recurrent", "direct", "total") + (("cell_state",) if kind is nn.LSTM else ()):
+            expected = []
+            for boundary in prof.boundaries:
+                parts = []
+                for b, n in enumerate(lengths):
+                    mine = alone[b][prof.direction]
+                    at = n if boundary == T else boundary
+                    if at in mine.boundaries and (boundary == T or boundary < n):
+                        parts.append(float(getattr(mine, name)[mine.boundaries.index(at)]))
+                expected.append(math.sqrt(sum(v * v for v in parts)))
+            assert getattr(prof, name).tolist() == pytest.approx(expected, rel=1e-12, abs=1e-300)
+        assert prof.initial == pytest.approx(
+            math.sqrt(sum(alone[b][prof.direction].initial ** 2 for b in range(3))), rel=1e-12
+        )
+    assert monitor.history[0].warnings == ()
+
+
+def test_lag_shares_asked_of_a_packed_batch_of_different_lengths_are_named_missing() -> None:
+    torch.manual_seed(5)
+    gru = nn.GRU(I, H, dtype=DTYPE)
+    monitor = Monitor(gru, None, every=1, chunk=K, lag_every=1)
+    x, _ = data(0)
     packed = nn.utils.rnn.pack_padded_sequence(x, torch.tensor([T, T - 2, T - 5]))
     with monitor.step(0) as s:
         s.loss(gru(packed)[1].pow(2).sum()).backward()
     record = monitor.history[-1]
-    assert record.profiles == ()
-    assert any("`model` received a PackedSequence" in w for w in record.warnings)
+    (prof,) = record.profiles
+    assert prof.lag_shares is None and prof.boundaries == (4, 8, 10)
+    assert any(
+        "`model` received a PackedSequence of sequences of different" in w for w in record.warnings
+    )
 
 
 # ---------------------------------------------------------------- the clipping audit

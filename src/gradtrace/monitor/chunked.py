@@ -48,10 +48,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.nn.utils.rnn import PackedSequence
+from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from gradtrace.records.monitor import TimeProfile
-from gradtrace.tracing.capture import continues, flat_state
+from gradtrace.tracing.capture import continues, flat_state, repacked
 from gradtrace.tracing.modules import CELL_TYPES, DIRECTIONS, MODULE_TYPES, cell_name
 
 CHUNK_MIN, CHUNK_MAX, CHUNKS = 25, 50, 8  # K: T / 8 steps, within [25, 50], at most T / 2
@@ -87,6 +87,7 @@ class LayerRecord:
     loop: bool = False  # calls of a cell chained in a loop, rather than a module's chunks
     inputs: Tensor | None = None  # (T, B, I) what the layer read, its own time order
     s0: Tensor | None = None  # (B, S) its initial state
+    part: tuple[int, int] | None = None  # (call, length): one length of a packed batch
 
 
 def _store(slot: dict[int, Tensor] | list[Tensor], key: int | None = None) -> Callable:
@@ -148,21 +149,60 @@ def chunked_forward(
     on_packed: Callable[[str], None] | None = None,
 ) -> Callable[..., Any]:
     """A forward for `module` that runs in chunks and records into `record`; it takes and
-    returns what the module's forward does. A PackedSequence goes to the module's own forward
-    (not profiled: its sequences end at different steps), and `on_packed` hears of it."""
+    returns what the module's forward does. A PackedSequence of sequences of one length runs
+    as its padded batch; sequences of different lengths run one length at a time (each over
+    its own steps, as the packed kernel runs them), recorded as parts of one forward
+    (`LayerRecord.part`) that `profiles` puts together; their lag shares are not kept, and
+    `on_packed` hears of it when they were asked for."""
     own = type(module).forward
+    calls = iter(range(1 << 62))
 
     def forward(input: Any, hx: Any = None) -> Any:
-        packed, grad = isinstance(input, PackedSequence), torch.is_grad_enabled()
-        if packed or not grad:
-            if packed and grad and on_packed is not None:
-                on_packed(path)
+        if not torch.is_grad_enabled():
             return own(module, input, hx)
+        if isinstance(input, PackedSequence):
+            return packed_forward(input, hx)
         unbatched = input.dim() == 2
         x = input.unsqueeze(1) if unbatched else input
         x = x.transpose(0, 1) if module.batch_first and not unbatched else x  # (T, B, I)
         if unbatched and hx is not None:
             hx = tuple(h.unsqueeze(1) for h in hx) if isinstance(hx, tuple) else hx.unsqueeze(1)
+        output, h_n = run(x, hx, keep, None)
+        if unbatched:
+            output = output[:, 0]
+            h_n = tuple(h[:, 0] for h in h_n) if isinstance(h_n, tuple) else h_n[:, 0]
+        elif module.batch_first:
+            output = output.transpose(0, 1)
+        return output, h_n
+
+    def packed_forward(input: PackedSequence, hx: Any) -> Any:
+        padded, lengths = pad_packed_sequence(input)  # (T, B, I) and (B,), the batch's order
+        if int(lengths.min()) == int(lengths.max()):
+            whole, h_n = run(padded, hx, keep, None)
+            return repacked(whole, input), h_n
+        if keep and on_packed is not None:
+            on_packed(path)
+        call, T, B = next(calls), padded.shape[0], padded.shape[1]
+        output: Tensor | None = None
+        ends: list[Tensor] = []
+        for length in torch.unique(lengths).flip(0).tolist():
+            rows = torch.nonzero(lengths == length).flatten().to(padded.device)
+            given = None if hx is None else _rows_of(hx, rows)
+            part, h_part = run(padded[:length].index_select(1, rows), given, False, (call, length))
+            whole = torch.cat([part, part.new_zeros(T - length, *part.shape[1:])])
+            if output is None:
+                output = part.new_zeros(T, B, part.shape[-1])
+            output = output.index_copy(1, rows, whole)
+            parts = list(h_part) if isinstance(h_part, tuple) else [h_part]
+            if not ends:
+                ends = [h.new_zeros(h.shape[0], B, h.shape[-1]) for h in parts]
+            ends = [e.index_copy(1, rows, h) for e, h in zip(ends, parts, strict=True)]
+        assert output is not None
+        return repacked(output, input), (tuple(ends) if len(ends) > 1 else ends[0])
+
+    def run(x: Tensor, hx: Any, keep: bool, part: tuple[int, int] | None) -> tuple[Tensor, Any]:
+        """Every layer and direction over x (T, B, I) in chunks of K steps, from hx (batched,
+        or None); the output (T, B, D P) and h_n (or (h_n, c_n))."""
         T, B = x.shape[0], x.shape[1]
         K = chunk_size(T, chunk)
         D = 2 if module.bidirectional else 1
@@ -174,7 +214,7 @@ def chunked_forward(
                 layer_input = F.dropout(layer_input, module.dropout, training=True)
             outputs = []
             for d in range(D):
-                rec = LayerRecord(path, layer, d, cell, T, K)
+                rec = LayerRecord(path, layer, d, cell, T, K, part=part)
                 record.append(rec)
                 u = layer_input.flip(0) if d else layer_input  # its own time order
                 weights = _layer_weights(module, layer, bool(d))
@@ -203,18 +243,19 @@ def chunked_forward(
                 if isinstance(state, tuple):
                     finals_c.append(state[1])
             layer_input = torch.cat(outputs, dim=-1)  # (T, B, D P)
-        output = layer_input
         h_n: Any = torch.cat(finals_h)  # (L D, B, P)
         if finals_c:
             h_n = (h_n, torch.cat(finals_c))
-        if unbatched:
-            output = output[:, 0]
-            h_n = tuple(h[:, 0] for h in h_n) if isinstance(h_n, tuple) else h_n[:, 0]
-        elif module.batch_first:
-            output = output.transpose(0, 1)
-        return output, h_n
+        return layer_input, h_n
 
     return forward
+
+
+def _rows_of(hx: Any, rows: Tensor) -> Any:
+    """The batch rows `rows` of a state (L D, B, ...), or of each part of (h, c)."""
+    if isinstance(hx, tuple):
+        return tuple(h.index_select(1, rows) for h in hx)
+    return hx.index_select(1, rows)
 
 
 @dataclass
@@ -314,7 +355,8 @@ def chunked(
     on_packed: Callable[[str], None] | None = None,
 ) -> Iterator[list[LayerRecord]]:
     """Run `modules` chunked for the duration of the block; yields the records they fill.
-    `on_packed` is told the path of a module that received a PackedSequence (not profiled).
+    `on_packed` is told the path of a module whose PackedSequence of different lengths kept
+    no lag shares (when `keep` asked for them).
 
     Each module's forward is replaced on the instance only (its class is untouched) and put
     back when the block ends, whatever happens inside.
@@ -346,55 +388,89 @@ def _norm(t: Tensor | None) -> float:
 
 def profiles(record: list[LayerRecord]) -> list[TimeProfile]:
     """Norms of what the hooks stored, one `TimeProfile` per layer and direction (the last
-    forward of each, when a module ran more than once)."""
-    latest: dict[tuple[str, int, int], LayerRecord] = {}
+    forward of each, when a module ran more than once; the parts of a packed batch of
+    different lengths together, `_merged`)."""
+    latest: dict[tuple[str, int, int], list[LayerRecord]] = {}
     for rec in record:
-        if not rec.loop or rec.steps > 1:  # one call of a cell is no recurrence
-            latest[(rec.module, rec.layer, rec.direction)] = rec
+        if rec.loop and rec.steps <= 1:  # one call of a cell is no recurrence
+            continue
+        key = (rec.module, rec.layer, rec.direction)
+        before = latest.get(key)
+        same_call = before is not None and rec.part is not None and before[-1].part is not None
+        if same_call and before is not None and before[-1].part[0] == rec.part[0]:  # type: ignore[index]
+            before.append(rec)
+        else:
+            latest[key] = [rec]
     out = []
-    for rec in latest.values():
-        if rec.loop:  # every K-th state and the last; direct = total - recurrent
-            rec.boundaries = [*range(rec.chunk, rec.steps, rec.chunk), rec.steps]
-            rec.direct = {
-                b: total - rec.recurrent[b] if b in rec.recurrent else total
-                for b, total in rec.totals.items()
-            }
-        if not rec.direct and not rec.recurrent and not rec.initial:
+    for recs in latest.values():
+        for rec in recs:
+            if rec.loop:  # every K-th state and the last; direct = total - recurrent
+                rec.boundaries = [*range(rec.chunk, rec.steps, rec.chunk), rec.steps]
+                rec.direct = {
+                    b: total - rec.recurrent[b] if b in rec.recurrent else total
+                    for b, total in rec.totals.items()
+                }
+        if all(not r.direct and not r.recurrent and not r.initial for r in recs):
             continue  # no backward reached this forward
-        zeros = None
-        rec_norms, dir_norms, tot_norms, cell_norms = [], [], [], []
-        for b in rec.boundaries:
-            r, d = rec.recurrent.get(b), rec.direct.get(b)
-            like = r if r is not None else d
-            if like is None:
-                rec_norms.append(0.0)
-                dir_norms.append(0.0)
-                tot_norms.append(0.0)
-                cell_norms.append(_norm(rec.cell_state.get(b)) if rec.cell == "lstm" else 0.0)
-                continue
-            zeros = torch.zeros_like(like) if zeros is None else zeros
-            r = zeros if r is None else r
-            d = zeros if d is None else d
-            rec_norms.append(_norm(r))
-            dir_norms.append(_norm(d))
-            tot_norms.append(_norm(r + d))
-            c = rec.cell_state.get(b)
-            cell_norms.append(_norm(c) if c is not None else 0.0)
-        as_t = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
+        first = recs[0]
+        T = max(r.steps for r in recs)
+        boundaries = [*range(first.chunk, T, first.chunk), T] if first.part else first.boundaries
+        # rec, dir, tot, cell at each boundary, from every part that reaches it: a part's
+        # last boundary is its sequences' own last step, T of the whole
+        found: list[list[Tensor]] = [[] for _ in boundaries]
+        for rec in recs:
+            for b, values in _norms(rec).items():
+                found[boundaries.index(T if b == rec.steps else b)].append(values)
+        norms = torch.stack([_combined(parts, 4) for parts in found])  # (n, 4)
+        starts = [
+            torch.tensor([_norm(r.initial[-1])], dtype=torch.float64) for r in recs if r.initial
+        ]
+        initial = float(_combined(starts, 1)[0])
         out.append(
             TimeProfile(
-                module=rec.module,
-                layer=rec.layer,
-                direction=DIRECTIONS[rec.direction],
-                cell=rec.cell,
-                steps=rec.steps,
-                chunk=rec.chunk,
-                boundaries=tuple(rec.boundaries),
-                recurrent=as_t(rec_norms),
-                direct=as_t(dir_norms),
-                total=as_t(tot_norms),
-                cell_state=as_t(cell_norms) if rec.cell == "lstm" else None,
-                initial=_norm(rec.initial[-1]) if rec.initial else 0.0,
+                module=first.module,
+                layer=first.layer,
+                direction=DIRECTIONS[first.direction],
+                cell=first.cell,
+                steps=T,
+                chunk=first.chunk,
+                boundaries=tuple(boundaries),
+                recurrent=norms[:, 0].clone(),
+                direct=norms[:, 1].clone(),
+                total=norms[:, 2].clone(),
+                cell_state=norms[:, 3].clone() if first.cell == "lstm" else None,
+                initial=initial,
             )
         )
+    return out
+
+
+def _combined(parts: list[Tensor], n: int) -> Tensor:
+    """The norm over the parts of a packed batch of what each measured, (n,) float64: the
+    one part's own values when there is one (exactly), zeros when none reached it."""
+    if not parts:
+        return torch.zeros(n, dtype=torch.float64)
+    if len(parts) == 1:
+        return parts[0].to(torch.float64)
+    return torch.linalg.vector_norm(torch.stack(parts).to(torch.float64), dim=0)
+
+
+def _norms(rec: LayerRecord) -> dict[int, Tensor]:
+    """Norms of the recurrent, direct and total parts of dL/dh_b and of the cell state's,
+    (4,) float64, at each boundary b of one record (0 where nothing reached it)."""
+    out = {}
+    for b in rec.boundaries:
+        r, d = rec.recurrent.get(b), rec.direct.get(b)
+        c = rec.cell_state.get(b) if rec.cell == "lstm" else None
+        if r is not None and d is not None:
+            total = _norm(r + d)
+        else:
+            total = _norm(r if r is not None else d) if (r is not None or d is not None) else 0.0
+        values = [
+            0.0 if r is None else _norm(r),
+            0.0 if d is None else _norm(d),
+            total,
+            0.0 if c is None else _norm(c),
+        ]
+        out[b] = torch.tensor(values, dtype=torch.float64)
     return out

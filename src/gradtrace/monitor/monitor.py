@@ -259,9 +259,8 @@ class Monitor:
                 stack.callback(post.remove)
             if scheduled:
                 packed = lambda path: state.warnings.append(  # noqa: E731
-                    f"`{path or 'model'}` received a PackedSequence, whose sequences end at "
-                    "different steps: its gradient through time is not profiled (pass the "
-                    "padded batch to profile it)"
+                    f"`{path or 'model'}` received a PackedSequence of sequences of different "
+                    "lengths: its profile is measured length by length, its lag shares not"
                 )
                 state.records = stack.enter_context(
                     chunking.chunked(self.recurrent, self.chunk, keep=lag, on_packed=packed)

@@ -83,7 +83,9 @@ class TimeProfile(Record):
         cell: "rnn", "lstm" or "gru".
         steps: T, the sequence length of the step's batch.
         chunk: K, the steps per chunk of the monitored forward.
-        boundaries: b = K, 2K, ... (< T), then T: the states h_b measured.
+        boundaries: b = K, 2K, ... (< T), then T: the states h_b measured. For a
+            PackedSequence of different lengths T is the longest, each norm is over the
+            sequences still running at b, and T stands for each one's own last step.
         recurrent: ||part of dL/dh_b that flows back from steps after b||, (n,).
         direct: ||part of dL/dh_b from h_b's own use as the output at step b||, (n,).
         total: ||dL/dh_b|| = ||recurrent + direct||, (n,).

@@ -174,7 +174,7 @@ def _unpacked(x: PackedSequence) -> tuple[Tensor, Tensor]:
     return padded, lengths
 
 
-def _repacked(output: Tensor, like: PackedSequence) -> PackedSequence:
+def repacked(output: Tensor, like: PackedSequence) -> PackedSequence:
     """The padded (T, B, F) output laid out as `like` packs its input: at step t the first
     batch_sizes[t] sequences in its sorted order."""
     rows = output if like.sorted_indices is None else output.index_select(1, like.sorted_indices)
@@ -263,7 +263,7 @@ def _module_call(
     if unbatched:
         replay_out: Any = output[:, 0]
     elif packed is not None:
-        replay_out = _repacked(output, packed)
+        replay_out = repacked(output, packed)
     else:
         replay_out = output.transpose(0, 1) if module.batch_first else output
     if drop is not None:
