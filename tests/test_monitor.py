@@ -593,6 +593,40 @@ def test_a_packed_batch_of_different_lengths_is_profiled_length_by_length(
     assert monitor.history[0].warnings == ()
 
 
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+def test_a_classifier_of_h_n_alone_is_profiled_at_the_default_chunk(packed: bool) -> None:
+    # `_, (h, c) = lstm(x); loss = f(h[-1])`: the output sequence takes no gradient at all (a
+    # hook on it received None and raised in the user's backward), and a packed batch of
+    # different lengths at the default chunk (its lengths' chunks differed, and a boundary of
+    # one was missing from the whole). Reference: dL/dh_T by autograd, float64 (1e-12); the
+    # direct parts are 0, and the parameter gradients equal the unmonitored model's.
+    torch.manual_seed(9)
+    lstm = nn.LSTM(I, H, dtype=DTYPE)
+    x, _ = data(2)
+    lengths = torch.tensor([T, 7, 3])
+
+    def loss() -> Tensor:
+        given = nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False) if packed else x
+        h_n = lstm(given)[1][0]
+        return h_n[-1].pow(2).sum()
+
+    want = torch.autograd.grad(loss(), list(lstm.parameters()))
+    monitor = Monitor(lstm, None, every=1)
+    with monitor.step(0) as s:
+        s.loss(loss()).backward()
+    for p, w in zip(lstm.parameters(), want, strict=True):
+        assert p.grad is not None
+        torch.testing.assert_close(p.grad, w, atol=1e-12, rtol=0)
+    (prof,) = monitor.history[0].profiles
+    assert prof.direct.abs().max() == 0 and prof.boundaries[-1] == T
+    # the last boundary: dL/dh_n, 2 h_n of every sequence, taken by the state passed on
+    final = lstm(
+        nn.utils.rnn.pack_padded_sequence(x, lengths, enforce_sorted=False) if packed else x
+    )
+    expected = float((2 * final[1][0][-1]).detach().norm())
+    assert float(prof.recurrent[-1]) == pytest.approx(expected, rel=1e-12)
+
+
 def test_lag_shares_asked_of_a_packed_batch_of_different_lengths_are_named_missing() -> None:
     torch.manual_seed(5)
     gru = nn.GRU(I, H, dtype=DTYPE)

@@ -240,6 +240,65 @@ def test_a_killed_sweep_resumes_with_each_run_once_and_finished_rows_untouched(
         assert after[key] == row  # record JSON, finished_at and all, byte for byte
 
 
+def test_ctrl_c_stops_the_sweep_and_its_workers_at_once_and_it_resumes(
+    tmp_path: Path, workers_find_the_runners: None
+) -> None:
+    # SIGINT to the whole process group, as a terminal's Ctrl-C sends it: the workers leave it
+    # to the sweep, which ends them at once and says what the store holds (a sweep with two
+    # workers hung until killed); every run stored before it is kept, and a rerun does the rest.
+    n = 16
+    spec_path, store = seeds_spec(tmp_path, n), tmp_path / "toy.sqlite"
+    script = (
+        "import sys, sweep_runners; from gradtrace.sweeps import load_spec, run_sweep\n"
+        "try:\n"
+        f"    run_sweep(load_spec({str(spec_path)!r}), {str(store)!r}, workers=2, "
+        "runner=sweep_runners.arithmetic, progress=False)\n"
+        "except KeyboardInterrupt as stop:\n"
+        "    print(stop); sys.exit(130)\n"
+    )
+    env = {**os.environ, sweep_runners.SLEEP_VARIABLE: "0.3"}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], env=env, start_new_session=True,
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.time() + 60
+        while time.time() < deadline and not (store.exists() and len(rows_of(store)) >= 4):
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGINT)
+        out, _ = proc.communicate(timeout=20)
+        assert proc.returncode == 130
+        assert _workers_exit(proc.pid), "a worker ran on after Ctrl-C"
+    finally:
+        _kill_group(proc.pid)
+        proc.wait()
+    before = rows_of(store)
+    assert out.strip() == (
+        f"sweep toy stopped with {len(before)} of {n} runs in {store}; run it again to resume"
+    )
+    summary = run_sweep(load_spec(spec_path), store, workers=2, runner=sweep_runners.arithmetic,
+                        progress=False)  # fmt: skip
+    assert (summary.skipped, summary.finished) == (len(before), n - len(before))
+
+
+def test_the_command_says_what_an_interrupted_sweep_left_and_exits_130(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from gradtrace.sweeps import run as sweep_run
+
+    def interrupted(*args: Any, **kwargs: Any) -> None:
+        raise sweep_run.SweepInterrupted("sweep toy stopped with 3 of 16 runs in s.sqlite; ...")
+
+    monkeypatch.setattr("gradtrace.sweeps.run_sweep", interrupted)
+    with pytest.raises(SystemExit) as done:
+        cli(["sweep", "run", str(seeds_spec(tmp_path, 4))])
+    assert done.value.code == 130
+    assert capsys.readouterr().err.splitlines() == [
+        "gradtrace: sweep toy stopped with 3 of 16 runs in s.sqlite; ...",
+        "gradtrace: interrupted.",
+    ]
+
+
 def _workers_exit(group: int, seconds: float = 10.0) -> bool:
     """Whether every live process of the session `group` ends within `seconds`."""
     if not Path("/proc/self/stat").exists():

@@ -143,6 +143,9 @@ def _typed(err: typer.TyperException, words: list[str]) -> str:
     return f"{message.rstrip('.')}; got {typed[-1]!r}"
 
 
+INTERRUPTED = 130  # the exit status of a command stopped by Ctrl-C (128 + SIGINT)
+
+
 def _fail(message: str) -> None:
     sys.stderr.write(f"gradtrace: error: {message.rstrip('.')}.\n")
     raise SystemExit(2)
@@ -156,9 +159,11 @@ def run(argv: list[str] | None = None) -> None:
     except GradtraceError as err:
         _fail(flag_message(str(err), words))
     except typer.Exit as done:
-        raise SystemExit(done.exit_code) from None
+        code = done.exit_code
     except (typer.Abort, KeyboardInterrupt) as stop:
-        _fail("unexpected end of input" if isinstance(stop.__cause__, EOFError) else "interrupted")
+        if isinstance(stop.__cause__, EOFError):
+            _fail("unexpected end of input")
+        code = INTERRUPTED
     except typer.TyperException as err:
         # An empty message comes with the help screen printed for a bare `gradtrace`.
         _fail(_typed(err, words) or "a command is needed, listed above")
@@ -171,5 +176,7 @@ def run(argv: list[str] | None = None) -> None:
             raise
         text = str(err).strip().splitlines()
         _fail(f"{type(err).__name__}: {text[0] if text else 'no message'}")
+    if code == INTERRUPTED:  # Ctrl-C (typer's exit status for it): one line, no traceback
+        sys.stderr.write("gradtrace: interrupted.\n")
     if isinstance(code, int) and code:
         raise SystemExit(code)

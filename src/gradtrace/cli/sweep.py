@@ -67,14 +67,19 @@ def run_command(
     Example: gradtrace sweep run remedies.toml --workers 4 --store runs/remedies.sqlite
     """
     from gradtrace.sweeps import load_spec, run_sweep
+    from gradtrace.sweeps.run import SweepInterrupted
 
     sweep = load_spec(spec)
-    summary = run_sweep(
-        sweep,
-        store if store is not None else sweep.default_store(),
-        workers=workers,
-        dask=dask,
-    )
+    try:
+        summary = run_sweep(
+            sweep,
+            store if store is not None else sweep.default_store(),
+            workers=workers,
+            dask=dask,
+        )
+    except SweepInterrupted as stop:
+        typer.echo(f"gradtrace: {stop}", err=True)  # then "interrupted", exit status 130
+        raise
     if as_json:
         typer.echo(json.dumps(summary.to_dict()))
     else:

@@ -26,7 +26,7 @@ def train_command(
     model: Annotated[str, typer.Option(help="The model: tanh, irnn, lstm, gru, ...")] = "lstm",
     length: Annotated[
         int | None,
-        typer.Option(help="Sequence length T [default: 100; digits 64, mnist 784]."),
+        typer.Option(help="Sequence length T \\[default: 100; digits 64, mnist 784]."),
     ] = None,
     hidden: Annotated[int, typer.Option(help="Hidden units H.")] = 64,
     batch: Annotated[int, typer.Option(help="Sequences per step B.")] = 64,

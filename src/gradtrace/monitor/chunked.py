@@ -183,12 +183,14 @@ def chunked_forward(
         if keep and on_packed is not None:
             on_packed(path)
         call, T, B = next(calls), padded.shape[0], padded.shape[1]
+        K = chunk_size(T, chunk)  # the longest sequence's, for every length: one set of b
         output: Tensor | None = None
         ends: list[Tensor] = []
         for length in torch.unique(lengths).flip(0).tolist():
             rows = torch.nonzero(lengths == length).flatten().to(padded.device)
             given = None if hx is None else _rows_of(hx, rows)
-            part, h_part = run(padded[:length].index_select(1, rows), given, False, (call, length))
+            x_part = padded[:length].index_select(1, rows)
+            part, h_part = run(x_part, given, False, (call, length), K)
             whole = torch.cat([part, part.new_zeros(T - length, *part.shape[1:])])
             if output is None:
                 output = part.new_zeros(T, B, part.shape[-1])
@@ -200,11 +202,14 @@ def chunked_forward(
         assert output is not None
         return repacked(output, input), (tuple(ends) if len(ends) > 1 else ends[0])
 
-    def run(x: Tensor, hx: Any, keep: bool, part: tuple[int, int] | None) -> tuple[Tensor, Any]:
-        """Every layer and direction over x (T, B, I) in chunks of K steps, from hx (batched,
-        or None); the output (T, B, D P) and h_n (or (h_n, c_n))."""
+    def run(
+        x: Tensor, hx: Any, keep: bool, part: tuple[int, int] | None, K: int | None = None
+    ) -> tuple[Tensor, Any]:
+        """Every layer and direction over x (T, B, I) in chunks of K steps (by default
+        `chunk_size` of T), from hx (batched, or None); the output (T, B, D P) and h_n (or
+        (h_n, c_n))."""
         T, B = x.shape[0], x.shape[1]
-        K = chunk_size(T, chunk)
+        K = chunk_size(T, chunk) if K is None else K
         D = 2 if module.bidirectional else 1
         cell = cell_name(module) or ""
         layer_input = x
@@ -339,7 +344,9 @@ def _last(
 ) -> Callable:
     """A hook on a chunk's output: the direct gradient at its last step (and all of it)."""
 
-    def hook(grad: Tensor) -> None:
+    def hook(grad: Tensor | None) -> None:
+        if grad is None:  # the output is not used (a classifier of h_n): no direct part
+            return
         direct[stop] = grad[-1].detach()
         if keep:
             full[start] = grad.detach()

@@ -118,7 +118,10 @@ class GradientFlow(Record):
             second, unrelated sequence), counted but not traced.
         output_error: Largest |re-executed output - module's own output| of a traced layer;
             None where gradtrace's dropout masks make them differ by design.
-        dropout: The rate at which this layer's input was dropped in a train-mode trace.
+        dropout: The rate at which the module's own inter-layer dropout dropped this layer's
+            input in a train-mode trace (0 for its first layer: the model's dropout layers
+            before the module are part of the input as given, drawn from
+            `TraceResult.dropout_seed`).
         estimate: "exact", or "matrix-free" where c(k) is a lower bound from a few probe
             vectors (`gradtrace.core.matrix_free`).
         estimate_error: For a matrix-free curve, the largest change of log10 c(k) in its last

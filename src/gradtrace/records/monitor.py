@@ -36,7 +36,8 @@ class ParameterStats(Record):
 
     Attributes:
         name: Its dotted name in the model.
-        grad_norm: ||grad||_2; NaN when it got no gradient this step.
+        grad_norm: ||grad||_2 as the backward left it, before any clipping; NaN when it got
+            no gradient this step.
         weight_norm: ||w||_2 before the update.
         update_ratio: ||w_after - w_before|| / ||w_before|| of the optimizer's step; None
             without an optimizer (or before it stepped).

@@ -8,7 +8,8 @@ config gives the same run on either backend.
 
     local   `concurrent.futures.ProcessPoolExecutor` on spawned processes (a fresh interpreter:
             no forked torch state), one torch thread each; a worker whose parent is gone
-            (the sweep was killed) exits instead of running on
+            (the sweep was killed) exits instead of running on; Ctrl-C reaches the sweep
+            alone, which ends its workers at once (their runs are redone on resume)
     dask    "local": a `distributed.LocalCluster` on 127.0.0.1 (processes, one thread each),
             closed afterwards; "tcp://host:port": an existing scheduler (the `dask` extra)
 """
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -74,8 +76,10 @@ def _one_thread() -> None:
 
 
 def _start_worker(parent: int) -> None:
-    """A local worker's initializer: one torch thread, and exit when the sweep is gone."""
+    """A local worker's initializer: one torch thread, Ctrl-C left to the sweep (which stops
+    its workers itself), and exit when the sweep is gone."""
     _one_thread()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def watch() -> None:
         while os.getppid() == parent:
@@ -97,8 +101,18 @@ def run_local(jobs: Jobs, runner: Runner, workers: int) -> Iterator[tuple[int, O
         futures = {pool.submit(execute, runner, config): i for i, config in jobs}
         for future in as_completed(futures):
             yield futures[future], _result(future)
+    except BaseException:  # Ctrl-C, or the caller stopped: the runs under way are redone
+        _stop(pool)  # on resume, so the workers stop now rather than finish them
+        raise
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _stop(pool: ProcessPoolExecutor) -> None:
+    """Cancel the runs not started and end the workers of `pool` at once."""
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.terminate()
 
 
 def import_dask() -> Any:

@@ -115,12 +115,19 @@ def run_sweep(
         counts = {"finished": 0, "diverged": 0, "failed": 0}
         failed: list[tuple[int, str]] = []  # (run index, message), in the order they end
         with progress_bar(len(jobs), f"sweep {spec.name}", progress) as advance:
-            for i, outcome in _outcomes(jobs, runner, workers, dask):
-                status, error = _store(db, spec, i, outcome)
-                counts[status] += 1
-                if error is not None:
-                    failed.append((i, error))
-                advance()
+            try:
+                for i, outcome in _outcomes(jobs, runner, workers, dask):
+                    status, error = _store(db, spec, i, outcome)
+                    counts[status] += 1
+                    if error is not None:
+                        failed.append((i, error))
+                    advance()
+            except KeyboardInterrupt:
+                stored = len(spec.configs) - len(jobs) + sum(counts.values())
+                raise SweepInterrupted(
+                    f"sweep {spec.name} stopped with {stored} of {len(spec.configs)} runs in "
+                    f"{db.path}; run it again to resume"
+                ) from None
         # in the spec's order, whichever worker finished first
         failures = [(spec.labels[i], error) for i, error in sorted(failed)[:SHOWN_FAILURES]]
         return SweepSummary(
@@ -186,6 +193,10 @@ def check_arguments(workers: int | None, dask: str | None, runner: Runner) -> No
             f"`runner` must be a module-level function that worker processes can import, got "
             f"{getattr(runner, '__qualname__', runner)!r}"
         ) from None
+
+
+class SweepInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a sweep, with what the store holds: every run that finished before it."""
 
 
 def _outcomes(
