@@ -305,11 +305,14 @@ class Sweep:
                 return
             self.expect_settled = False
         kept = None if self.free else self._buffer(n)
-        if self.P.device.type == "cpu":
-            scales, peaks = self._lazy(factors, n, kept)
-        else:
-            scales, peaks = self._on_device(factors, n, kept)
+        scales, peaks = self._steps(factors, n, kept)
         self._record(begin, kept, scales, peaks, self.frobenius_peaks)
+
+    def _steps(self, factors: Factors, n: int, kept: Tensor | None) -> tuple[Tensor, Tensor]:
+        """The chunk's first n steps one product each, on the CPU path or the device's."""
+        if self.P.device.type == "cpu":
+            return self._lazy(factors, n, kept)
+        return self._on_device(factors, n, kept)
 
     def _settled_chunk(self, begin: int, factors: Factors, n: int) -> bool:
         """The chunk's steps keeping only each product's first r rows Y = U^T P_k; True, with
@@ -490,12 +493,19 @@ class Sweep:
         m = BLOCK
         left = n % m
         rows = self.P.shape[1]
+        # The products are measured in one call for the whole chunk, the few steps at its start
+        # included (one call fewer: at S = 16 a call on them costs a tenth of the chunk's),
+        # unless they are the carried-subspace sweep's, whose step-by-step peaks differ.
+        together = not self.free and not self.carry
+        whole = torch.empty(n, B, rows, S, dtype=J.dtype, device=J.device) if together else None
         if n - left:
             suffix, logs = block_suffix(J[left:], m)
             nb = suffix.shape[0]
             kept = (
                 None
                 if self.free
+                else whole[left:].view(nb, m, B, rows, S)
+                if whole is not None
                 else torch.empty(nb, m, B, rows, S, dtype=J.dtype, device=J.device)
             )
             all_scales = torch.empty(nb, m, B, dtype=torch.float64, device=J.device)
@@ -510,9 +520,18 @@ class Sweep:
                 self.scale = scales[:, 0]
             flat = None if kept is None else kept.view(nb * m, B, rows, S)
             scales_flat = all_scales.view(nb * m, B)
-            self._record(begin + left, flat, scales_flat, torch.ones_like(scales_flat))
-        if left:
+            if whole is None or not left:
+                self._record(begin + left, flat, scales_flat, torch.ones_like(scales_flat))
+                whole = None  # recorded
+        if left and whole is None:
             self._sequential(begin, factors, left)
+        elif left:
+            assert whole is not None
+            first, peaks = self._steps(factors, left, whole[:left])  # P: a copy, not a view
+            rest = n - left
+            scales = torch.cat([first, all_scales.view(rest, B)]) if rest else first
+            peaks = torch.cat([peaks, torch.ones(rest, B, dtype=torch.float64)]) if rest else peaks
+            self._record(begin, whole, scales, peaks.to(scales.device))
 
 
 def _growing_chunks(
