@@ -493,22 +493,20 @@ class Sweep:
         m = BLOCK
         left = n % m
         rows = self.P.shape[1]
-        # The products are measured in one call for the whole chunk, the few steps at its start
-        # included (one call fewer: at S = 16 a call on them costs a tenth of the chunk's),
-        # unless they are the carried-subspace sweep's, whose step-by-step peaks differ.
-        together = not self.free and not self.carry
+        # Where the products are kept, the chunk's are measured in one call, its few leading
+        # steps included (one call fewer: at S = 16 a call on them costs a tenth of the
+        # chunk's); not the carried-subspace sweep's, whose step-by-step peaks differ.
+        together = bool(left) and not self.free and not self.carry
         whole = torch.empty(n, B, rows, S, dtype=J.dtype, device=J.device) if together else None
+        later = torch.empty(n - left, B, dtype=torch.float64, device=J.device)  # their scales
         if n - left:
             suffix, logs = block_suffix(J[left:], m)
             nb = suffix.shape[0]
-            kept = (
-                None
-                if self.free
-                else whole[left:].view(nb, m, B, rows, S)
-                if whole is not None
-                else torch.empty(nb, m, B, rows, S, dtype=J.dtype, device=J.device)
-            )
-            all_scales = torch.empty(nb, m, B, dtype=torch.float64, device=J.device)
+            kept = None
+            if not self.free:
+                store = whole[left:] if whole is not None else J.new_empty(n - left, B, rows, S)
+                kept = store.view(nb, m, B, rows, S)
+            all_scales = later.view(nb, m, B)
             for b in range(nb - 1, -1, -1):
                 products = (self.P @ suffix[b].view(B, S, m * S)).view(B, rows, m, S)  # wide
                 peak = _normalise(products, (1, 3)).view(B, m).to(torch.float64)
@@ -518,20 +516,15 @@ class Sweep:
                 all_scales[b] = scales.T
                 self.P = products[:, :, 0].contiguous()  # P at the block's first step
                 self.scale = scales[:, 0]
-            flat = None if kept is None else kept.view(nb * m, B, rows, S)
-            scales_flat = all_scales.view(nb * m, B)
-            if whole is None or not left:
-                self._record(begin + left, flat, scales_flat, torch.ones_like(scales_flat))
-                whole = None  # recorded
-        if left and whole is None:
-            self._sequential(begin, factors, left)
-        elif left:
-            assert whole is not None
+            if whole is None:
+                flat = None if kept is None else kept.view(nb * m, B, rows, S)
+                self._record(begin + left, flat, later, torch.ones_like(later))
+        if whole is not None:  # the leading steps into the same store, then one record
             first, peaks = self._steps(factors, left, whole[:left])  # P: a copy, not a view
-            rest = n - left
-            scales = torch.cat([first, all_scales.view(rest, B)]) if rest else first
-            peaks = torch.cat([peaks, torch.ones(rest, B, dtype=torch.float64)]) if rest else peaks
-            self._record(begin, whole, scales, peaks.to(scales.device))
+            ones = torch.ones_like(later)
+            self._record(begin, whole, torch.cat([first, later]), torch.cat([peaks, ones]))
+        elif left:
+            self._sequential(begin, factors, left)
 
 
 def _growing_chunks(

@@ -51,7 +51,14 @@ from torch import Tensor, nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
 from gradtrace.records.monitor import TimeProfile
-from gradtrace.tracing.capture import continues, flat_state, repacked
+from gradtrace.tracing.capture import (
+    continues,
+    each_length,
+    flat_state,
+    of_one_length,
+    packed_lengths,
+    repacked,
+)
 from gradtrace.tracing.modules import CELL_TYPES, DIRECTIONS, MODULE_TYPES, cell_name
 
 CHUNK_MIN, CHUNK_MAX, CHUNKS = 25, 50, 8  # K: T / 8 steps, within [25, 50], at most T / 2
@@ -176,31 +183,20 @@ def chunked_forward(
         return output, h_n
 
     def packed_forward(input: PackedSequence, hx: Any) -> Any:
-        padded, lengths = pad_packed_sequence(input)  # (T, B, I) and (B,), the batch's order
-        if int(lengths.min()) == int(lengths.max()):
+        padded = pad_packed_sequence(input)[0]  # (T, B, I), the batch's own order
+        if of_one_length(input):
             whole, h_n = run(padded, hx, keep, None)
             return repacked(whole, input), h_n
         if keep and on_packed is not None:
             on_packed(path)
-        call, T, B = next(calls), padded.shape[0], padded.shape[1]
-        K = chunk_size(T, chunk)  # the longest sequence's, for every length: one set of b
-        output: Tensor | None = None
-        ends: list[Tensor] = []
-        for length in torch.unique(lengths).flip(0).tolist():
-            rows = torch.nonzero(lengths == length).flatten().to(padded.device)
-            given = None if hx is None else _rows_of(hx, rows)
-            x_part = padded[:length].index_select(1, rows)
-            part, h_part = run(x_part, given, False, (call, length), K)
-            whole = torch.cat([part, part.new_zeros(T - length, *part.shape[1:])])
-            if output is None:
-                output = part.new_zeros(T, B, part.shape[-1])
-            output = output.index_copy(1, rows, whole)
-            parts = list(h_part) if isinstance(h_part, tuple) else [h_part]
-            if not ends:
-                ends = [h.new_zeros(h.shape[0], B, h.shape[-1]) for h in parts]
-            ends = [e.index_copy(1, rows, h) for e, h in zip(ends, parts, strict=True)]
-        assert output is not None
-        return repacked(output, input), (tuple(ends) if len(ends) > 1 else ends[0])
+        call = next(calls)
+        K = chunk_size(padded.shape[0], chunk)  # the longest's, for every length: one set of b
+
+        def part(x_part: Tensor, hx_part: Any, length: int, rows: Tensor) -> tuple[Tensor, Any]:
+            return run(x_part, hx_part, False, (call, length), K)
+
+        output, h_n = each_length(padded, packed_lengths(input), hx, part)
+        return repacked(output, input), h_n
 
     def run(
         x: Tensor, hx: Any, keep: bool, part: tuple[int, int] | None, K: int | None = None
@@ -254,13 +250,6 @@ def chunked_forward(
         return layer_input, h_n
 
     return forward
-
-
-def _rows_of(hx: Any, rows: Tensor) -> Any:
-    """The batch rows `rows` of a state (L D, B, ...), or of each part of (h, c)."""
-    if isinstance(hx, tuple):
-        return tuple(h.index_select(1, rows) for h in hx)
-    return hx.index_select(1, rows)
 
 
 @dataclass
@@ -395,17 +384,17 @@ def _norm(t: Tensor | None) -> float:
 
 def profiles(record: list[LayerRecord]) -> list[TimeProfile]:
     """Norms of what the hooks stored, one `TimeProfile` per layer and direction (the last
-    forward of each, when a module ran more than once; the parts of a packed batch of
-    different lengths together, `_merged`)."""
+    forward of each, when a module ran more than once; the lengths of a packed batch
+    together, each boundary's norms over the parts that reach it)."""
     latest: dict[tuple[str, int, int], list[LayerRecord]] = {}
     for rec in record:
         if rec.loop and rec.steps <= 1:  # one call of a cell is no recurrence
             continue
         key = (rec.module, rec.layer, rec.direction)
-        before = latest.get(key)
-        same_call = before is not None and rec.part is not None and before[-1].part is not None
-        if same_call and before is not None and before[-1].part[0] == rec.part[0]:  # type: ignore[index]
-            before.append(rec)
+        before = latest.get(key, [])
+        call = None if rec.part is None else rec.part[0]
+        if call is not None and before and before[-1].part and before[-1].part[0] == call:
+            before.append(rec)  # another length of the same packed batch
         else:
             latest[key] = [rec]
     out = []
@@ -469,15 +458,8 @@ def _norms(rec: LayerRecord) -> dict[int, Tensor]:
     for b in rec.boundaries:
         r, d = rec.recurrent.get(b), rec.direct.get(b)
         c = rec.cell_state.get(b) if rec.cell == "lstm" else None
-        if r is not None and d is not None:
-            total = _norm(r + d)
-        else:
-            total = _norm(r if r is not None else d) if (r is not None or d is not None) else 0.0
-        values = [
-            0.0 if r is None else _norm(r),
-            0.0 if d is None else _norm(d),
-            total,
-            0.0 if c is None else _norm(c),
-        ]
+        present = [g for g in (r, d) if g is not None]
+        total = present[0] + present[1] if len(present) == 2 else next(iter(present), None)
+        values = [0.0 if g is None else _norm(g) for g in (r, d, total, c)]
         out[b] = torch.tensor(values, dtype=torch.float64)
     return out

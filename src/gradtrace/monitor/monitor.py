@@ -389,12 +389,12 @@ class Monitor:
         loss = None if current.loss_value is None else float(current.loss_value)
         self._check_finite(current, state)
         origin = state.origin
-        warnings = [w for call in calls for w in call.warnings] + state.warnings
-        if not current.scheduled and origin is None and not warnings:
+        warned = bool(state.warnings) or any(call.warnings for call in calls)
+        if not current.scheduled and origin is None and not warned:
             return
         if not state.updated and trace_now and state.args is not None:
             state.trace = self._trace(state)  # no optimizer step seen: the trace is read now
-        profiles = self._profiles(state, lag) if current.scheduled else ()
+        profiles = self._profiles(state, lag) if current.scheduled else ()  # may warn too
         warnings = [w for call in calls for w in call.warnings] + state.warnings
         if current.scheduled and calls and state.clip_after is None:
             # clipped after "before the update" (Lightning clips after on_before_optimizer_step)

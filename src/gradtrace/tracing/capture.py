@@ -26,7 +26,7 @@ Shapes: T time, B batch, I input, S state (the flat state: h, or cat(h, c) for a
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -167,11 +167,55 @@ def continues(hx: Any, returned: list[Tensor]) -> bool:
     )
 
 
-def _unpacked(x: PackedSequence) -> tuple[Tensor, Tensor]:
-    """A PackedSequence as the padded (T, B, I) tensor it packs and the sequences' lengths
-    (B,), both in the batch's own order (PyTorch keeps hx and h_n in that order too)."""
-    padded, lengths = pad_packed_sequence(x)
-    return padded, lengths
+def of_one_length(packed: PackedSequence) -> bool:
+    """Whether the sequences of `packed` all have one length (all run at every step)."""
+    return int(packed.batch_sizes[0]) == int(packed.batch_sizes[-1])
+
+
+def packed_lengths(packed: PackedSequence) -> Tensor:
+    """The length of each sequence of `packed`, (B,) in the batch's own order, read from its
+    batch sizes (the sequence in sorted place j runs at the steps whose batch size is > j)."""
+    sizes = packed.batch_sizes
+    places = torch.arange(int(sizes[0]))
+    lengths = (sizes.unsqueeze(0) > places.unsqueeze(1)).sum(1)  # in the sorted order
+    unsorted = packed.unsorted_indices
+    return lengths if unsorted is None else lengths[unsorted.cpu()]
+
+
+def each_length(
+    x: Tensor, lengths: Tensor, hx: Any, run: Callable[[Tensor, Any, int, Tensor], Any]
+) -> tuple[Tensor, Any]:
+    """Run a batch of sequences of different lengths one length at a time, longest first:
+    `run(x_L, hx_L, L, rows)` gets the sequences of length L as one batch over their first L
+    steps, x_L (L, B_L, I), with their rows of hx (a state (L D, B, ...) or a tuple of them,
+    or None), and returns their output (L, B_L, F) and final state (a tensor or a tuple,
+    batch on dim 1). Returns the output (T, B, F), zero past each sequence's end, and the
+    final states, in the batch's order. A recurrent module of a PackedSequence runs so."""
+    T, B = x.shape[0], x.shape[1]
+    output: Tensor | None = None
+    ends: list[Tensor] = []
+    for length in torch.unique(lengths).flip(0).tolist():
+        rows = torch.nonzero(lengths == length).flatten().to(x.device)
+        given = None if hx is None else _rows_of(hx, rows)
+        part, end = run(x[:length].index_select(1, rows), given, length, rows)
+        if output is None:
+            output = part.new_zeros(T, B, part.shape[-1])
+        output = output.index_copy(
+            1, rows, torch.cat([part, part.new_zeros(T - length, *part.shape[1:])])
+        )
+        parts = list(end) if isinstance(end, tuple) else [end]
+        if not ends:
+            ends = [e.new_zeros(e.shape[0], B, *e.shape[2:]) for e in parts]
+        ends = [whole.index_copy(1, rows, e) for whole, e in zip(ends, parts, strict=True)]
+    assert output is not None
+    return output, (tuple(ends) if len(ends) > 1 else ends[0])
+
+
+def _rows_of(state: Any, rows: Tensor) -> Any:
+    """The batch rows `rows` (dim 1) of a state, or of each part of (h, c)."""
+    if isinstance(state, tuple):
+        return tuple(part.index_select(1, rows) for part in state)
+    return state.index_select(1, rows)
 
 
 def repacked(output: Tensor, like: PackedSequence) -> PackedSequence:
@@ -195,7 +239,7 @@ def _time_major(
     x = args[0] if args else kwargs.get("input")
     hx = args[1] if len(args) > 1 else kwargs.get("hx")
     if isinstance(x, PackedSequence) and not is_cell:
-        return _unpacked(x)[0], hx, False, x
+        return pad_packed_sequence(x)[0], hx, False, x  # the batch's own order, as hx's
     dims = (1, 2) if is_cell else (2, 3)
     batch_first = bool(getattr(module, "batch_first", False))
     layout = "(B, I)" if is_cell else "(B, T, I)" if batch_first else "(T, B, I)"
@@ -230,11 +274,6 @@ def _time_major(
     return (x.transpose(0, 1) if getattr(module, "batch_first", False) else x), hx, False, None
 
 
-def _by_lengths(packed: PackedSequence | None) -> bool:
-    """Whether `packed` holds sequences of different lengths."""
-    return packed is not None and int(packed.batch_sizes[0]) != int(packed.batch_sizes[-1])
-
-
 def _unbatch(value: Any, axis: int) -> Any:
     if isinstance(value, tuple):
         return tuple(v.squeeze(axis) for v in value)
@@ -250,8 +289,8 @@ def _module_call(
     assert isinstance(module, nn.RNNBase)
     s0 = initial_states(module, hx, x.shape[1], x)  # (L D, B, S)
     drop = gen if module.training and module.dropout > 0 and module.num_layers > 1 else None
-    if packed is not None and _by_lengths(packed):
-        output, last = _by_length(call, x, s0, _unpacked(packed)[1], drop)
+    if packed is not None and not of_one_length(packed):
+        output, last = _by_length(call, x, s0, packed_lengths(packed), drop)
     else:
         output, runs = run_module(module, x, s0, drop)  # (T, B, D P)
         first = not call.tracks
@@ -294,27 +333,18 @@ def _by_length(
     module = call.module
     assert isinstance(module, nn.RNNBase)
     call.by_length = True
-    output: Tensor | None = None
-    last: list[Tensor] = []
-    for length in torch.unique(lengths).flip(0).tolist():
-        rows = torch.nonzero(lengths == length).flatten().to(x.device)
-        part, runs = run_module(module, x[:length].index_select(1, rows), s0[:, rows], drop)
-        for run in runs:
-            rate = module.dropout if drop is not None else 0.0
-            call.tracks.append(_track(run, rate, tuple(rows.tolist())))
-            call.tracks[-1].extend(run, True)
-        padded = torch.cat([part, part.new_zeros(x.shape[0] - length, *part.shape[1:])])
-        if output is None:
-            output = part.new_zeros(x.shape[0], x.shape[1], part.shape[-1])
-        output = output.index_copy(1, rows, padded)
-        ends = final_states(module, runs)
-        parts = list(ends) if isinstance(ends, tuple) else [ends]
-        if not last:
-            last = [p.new_zeros(p.shape[0], x.shape[1], p.shape[-1]) for p in parts]
-        last = [whole.index_copy(1, rows, p) for whole, p in zip(last, parts, strict=True)]
+    rate = module.dropout if drop is not None else 0.0
+
+    def run(x_part: Tensor, s0_part: Tensor, length: int, rows: Tensor) -> tuple[Tensor, Any]:
+        part, runs = run_module(module, x_part, s0_part, drop)
+        for layer_run in runs:
+            call.tracks.append(_track(layer_run, rate, tuple(rows.tolist())))
+            call.tracks[-1].extend(layer_run, True)
+        return part, final_states(module, runs)
+
+    output, last = each_length(x, lengths, s0, run)
     call.tracks.sort(key=lambda track: (track.layer, track.direction))  # lengths stay in order
-    assert output is not None
-    return output, (tuple(last) if len(last) > 1 else last[0])
+    return output, last
 
 
 def _cell_call(call: Call, x: Tensor, hx: Any, unbatched: bool, out: Any) -> Any:
@@ -342,7 +372,8 @@ def _hook(call: Call, splice: bool, gen: torch.Generator | None) -> Any:
         if call.closed:
             return None
         x, hx, unbatched, packed = _time_major(call, args, kwargs)
-        chained = not (call.by_length or _by_lengths(packed)) and continues(hx, call.returned)
+        one_length = packed is None or of_one_length(packed)
+        chained = one_length and not call.by_length and continues(hx, call.returned)
         if call.tracks and not chained:
             call.closed = True  # a new, unrelated sequence: counted, not traced
             return None
